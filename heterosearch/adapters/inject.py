@@ -1,0 +1,94 @@
+"""Apply an allocation to a model: freeze the base, wrap the chosen sites, count.
+
+Every adapter parameter carries the prefix ``hs_`` (``hs_lora_A`` ...): trainability,
+state-dict filtering and parameter counting key off it, as in PEFT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from heterosearch.adapters.lora import LoraLinear
+from heterosearch.models.sites import Site
+from heterosearch.space.allocation import Allocation
+
+ADAPTER_PREFIX = "hs_"
+# Task heads that PEFT's SEQ_CLS task type also trains (its modules_to_save).
+HEAD_NAMES = ("classifier", "pre_classifier", "score")
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def apply_allocation(
+    model: nn.Module,
+    sites: Iterable[Site],
+    allocation: Allocation,
+    scaling: float,
+    seed: int = 0,
+    train_head: bool = True,
+) -> nn.Module:
+    """Freeze ``model``, then wrap every site with rank > 0 in a ``LoraLinear`` (in place).
+
+    The A matrices are drawn from one generator seeded with ``seed``, site by site in
+    site order, so the same allocation and seed give the same initial adapters.
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    site_map = {s.key: s for s in sites}
+    unknown = set(allocation.lora) - set(site_map)
+    if unknown:
+        raise ValueError(f"allocation names sites the model does not have: {sorted(unknown)}")
+    for site in sorted(site_map.values()):
+        rank = allocation.lora.get(site.key, 0)
+        if rank <= 0:
+            continue
+        base = model.get_submodule(site.name)
+        _set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, scaling, generator))
+    if train_head:
+        for p in head_parameters(model).values():
+            p.requires_grad_(True)
+    return model
+
+
+def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Adapter parameters by name, each tensor once (shared tensors keep their first name)."""
+    out: dict[str, nn.Parameter] = {}
+    for name, p in model.named_parameters():  # named_parameters() already de-duplicates shared tensors
+        if name.rpartition(".")[2].startswith(ADAPTER_PREFIX):
+            out[name] = p
+    return out
+
+
+def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The task head's parameters (reported separately, never charged to the budget)."""
+    out: dict[str, nn.Parameter] = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if any(part in HEAD_NAMES for part in parts) and not parts[-1].startswith(ADAPTER_PREFIX):
+            out[name] = p
+    return out
+
+
+def count_adapter_params(model: nn.Module) -> int:
+    """Trainable adapter parameters of the instantiated model: what the budget formulas must match."""
+    seen: set[int] = set()
+    total = 0
+    for p in adapter_parameters(model).values():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Adapter and head tensors only: what a trained allocation saves."""
+    keep: Mapping[str, nn.Parameter] = {**adapter_parameters(model), **head_parameters(model)}
+    return {k: v.detach().clone().contiguous() for k, v in keep.items()}

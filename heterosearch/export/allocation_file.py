@@ -1,0 +1,63 @@
+"""``allocation.json``: heterosearch's own record of a chosen allocation.
+
+Schema (format_version 1): format, format_version, model, task, space {name, version},
+budget, params (adapter parameters, shared tensors once), head_params (reported, not
+charged), proxy, seed, scaling, allocation {"lora": {site_key: rank}}, elements (one row per
+chosen element with its kind, module and exact parameter count), versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from heterosearch.errors import UserError
+from heterosearch.export.files import read_json, write_json
+from heterosearch.space.allocation import Allocation
+from heterosearch.space.budget import lora_params
+
+FORMAT = "heterosearch.allocation"
+FORMAT_VERSION = 1
+
+
+def allocation_elements(allocation: Allocation, sites: Mapping[str, Any], alpha_ratio: float) -> list[dict[str, Any]]:
+    rows = []
+    for key, rank in sorted(allocation.lora.items(), key=lambda kv: (sites[kv[0]].layer, kv[0])):
+        s = sites[key]
+        rows.append(
+            {
+                "kind": "lora",
+                "site": key,
+                "module": s.name,
+                "layer": s.layer,
+                "role": s.role,
+                "rank": rank,
+                "alpha": alpha_ratio * rank,
+                "params": lora_params(s.d_in, s.d_out, rank),
+            }
+        )
+    return rows
+
+
+def write_allocation(path: Path, allocation: Allocation, sites: Mapping[str, Any], alpha_ratio: float, **fields: Any) -> dict[str, Any]:
+    data = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **fields,
+        "params": allocation.params(sites),
+        "scaling": alpha_ratio,
+        "allocation": allocation.to_dict(),
+        "elements": allocation_elements(allocation, sites, alpha_ratio),
+    }
+    write_json(path, data)
+    return data
+
+
+def read_allocation(path: Path) -> tuple[Allocation, dict[str, Any]]:
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path} is not a heterosearch allocation file (format {FORMAT!r})")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} has format_version {data['format_version']}; this heterosearch reads up to {FORMAT_VERSION}")
+    return Allocation.from_dict(data["allocation"]), data

@@ -1,0 +1,80 @@
+"""Export the LoRA part of an allocation as a PEFT ``LoraConfig`` (``adapter_config.json``).
+
+PEFT matches ``rank_pattern`` keys as regexes against a dot-bounded suffix of the module
+name and the *first* matching key wins; ``save_pretrained`` sorts the keys, so overlapping
+patterns can reload with other ranks than were trained (libraries.md). We therefore write
+one exact, anchored key per site (``"^" + re.escape(full_module_name)``) and list the full
+module names in ``target_modules``, which PEFT matches exactly.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from heterosearch.space.allocation import Allocation
+
+
+def lora_config(
+    allocation: Allocation,
+    sites: Mapping[str, Any],
+    alpha_ratio: float,
+    base_model: str | None = None,
+    task_type: str = "SEQ_CLS",
+) -> Any:
+    """A ``peft.LoraConfig`` that builds exactly the LoRA adapters of ``allocation``."""
+    from peft import LoraConfig
+
+    if not allocation.lora:
+        raise ValueError("allocation has no LoRA sites to export")
+    names = {sites[k].name: r for k, r in allocation.lora.items()}
+    default_r = collections.Counter(names.values()).most_common(1)[0][0]
+    conv1d = any(sites[k].conv1d for k in allocation.lora)
+    return LoraConfig(
+        r=default_r,
+        lora_alpha=alpha_ratio * default_r,
+        target_modules=sorted(names),
+        rank_pattern={"^" + re.escape(n): r for n, r in sorted(names.items())},
+        alpha_pattern={"^" + re.escape(n): alpha_ratio * r for n, r in sorted(names.items())},
+        lora_dropout=0.0,
+        bias="none",
+        fan_in_fan_out=conv1d,
+        task_type=task_type,
+        base_model_name_or_path=base_model,
+    )
+
+
+def save_lora_config(config: Any, out_dir: Path) -> Path:
+    """``save_pretrained`` into a temp folder, then rename: never a half-written config."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".peft-") as tmp:
+        config.save_pretrained(tmp)
+        os.replace(Path(tmp) / "adapter_config.json", out_dir / "adapter_config.json")
+    return out_dir / "adapter_config.json"
+
+
+def peft_adapter_params(peft_model: Any) -> int:
+    """LoRA parameters of a PEFT model (the task head, in modules_to_save, is excluded)."""
+    return sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
+
+
+def check_peft_roundtrip(model_loader: Any, config_dir: Path, expected_params: int, expected_ranks: Sequence[int] | None = None) -> int:
+    """Load ``adapter_config.json`` with PEFT onto a fresh base model; return its adapter count."""
+    import warnings
+
+    from peft import PeftConfig, get_peft_model
+
+    config = PeftConfig.from_pretrained(str(config_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a key that matches nothing is an error here
+        peft_model = get_peft_model(model_loader(), config)
+    n = peft_adapter_params(peft_model)
+    if n != expected_params:
+        raise AssertionError(f"PEFT built {n:,} adapter parameters from {config_dir}, expected {expected_params:,}")
+    return n

@@ -1,0 +1,485 @@
+"""run = sites -> score -> search -> export -> verify -> results, in that order.
+
+Each stage reads and writes files in the run folder, so the CLI's stage commands
+(``score``, ``search``, ``export``, ``train``) and ``run`` share one code path, and a
+resumed run skips what is already on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from heterosearch import __version__
+from heterosearch.errors import UserError
+from heterosearch.export.files import read_json, write_json
+from heterosearch.progress import say
+from heterosearch.space import SearchSpace, format_params, load_space, lora_params
+from heterosearch.space.allocation import Allocation, largest_uniform_rank, uniform_allocation
+
+CONFIG_FILE = "config.json"
+SCORES_FILE = "scores.json"
+SEARCH_FILE = "search.json"
+ALLOCATION_FILE = "allocation.json"
+VERIFY_FILE = "verify.json"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+STUDY_FILE = "study.journal"
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; recorded resolved in ``config.json``."""
+
+    budget: int | None = None  # None only for the score stage, which does not need one
+    task: str = "mrpc"
+    model: str | None = None
+    space: str = "lora"
+    proxy: str = "spectral"
+    trials: int = 300
+    train_epochs: float = 1.0
+    max_train_steps: int | None = None
+    seed: int = 0
+    data_dir: str | None = None
+    out: str | None = None
+    score_batches: int = 8
+    batch_size: int = 32
+    max_length: int = 128
+    lr: float = 5e-4
+    proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
+
+    def __post_init__(self) -> None:
+        from heterosearch.proxies import PROXIES
+        from heterosearch.tasks import TASKS
+
+        TASKS.get(self.task)  # unknown task -> UserError with a suggestion
+        PROXIES.get(self.proxy)
+        for p in self.proxies:
+            PROXIES.get(p)
+        if self.proxy not in self.proxies:
+            self.proxies = (*self.proxies, self.proxy)
+        for name in ("trials", "score_batches", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.train_epochs <= 0:
+            raise UserError(f"--train-epochs must be > 0, got {self.train_epochs}")
+        if self.max_train_steps is not None and self.max_train_steps < 1:
+            raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
+
+    def default_out(self) -> Path:
+        budget = "scores" if self.budget is None else str(self.budget)
+        return Path("runs") / f"{self.task}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["proxies"] = list(self.proxies)
+        return d
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"heterosearch": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "optuna", "datasets", "numpy", "scipy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+@dataclass
+class Run:
+    """A run folder plus the lazily loaded model, data and sites it needs."""
+
+    cfg: RunConfig
+    out: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # -- the folder -------------------------------------------------------------------
+    @classmethod
+    def open(cls, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Run:
+        """Create or reopen the run folder; refuse to mix two different runs in one folder."""
+        out = Path(cfg.out) if cfg.out else cfg.default_out()
+        cfg.out = str(out)
+        existing = out / CONFIG_FILE
+        if out.exists() and not out.is_dir():
+            raise UserError(f"output path {out} exists and is not a folder")
+        if existing.is_file():
+            if overwrite:
+                shutil.rmtree(out)
+            elif resume:
+                old = read_json(existing).get("config", {})
+                diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k) != v]
+                if diff:
+                    raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
+            else:
+                raise UserError(f"output folder {out} holds an earlier run; pass --resume to continue it or --overwrite to replace it")
+        elif out.is_dir() and any(out.iterdir()) and not overwrite and not resume:
+            raise UserError(f"output folder {out} is not empty and is not a heterosearch run; pick another --out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+        run = cls(cfg=cfg, out=out)
+        run.check_budget()
+        run.save_config()
+        return run
+
+    @classmethod
+    def reopen(cls, run_dir: Path, **overrides: Any) -> Run:
+        """A stage command on an existing run folder; ``overrides`` (not None) replace settings."""
+        run_dir = Path(run_dir)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); start one with `heterosearch score` or `run`")
+        stored = read_json(run_dir / CONFIG_FILE)["config"]
+        stored.update({k: v for k, v in overrides.items() if v is not None})
+        stored["proxies"] = tuple(stored.get("proxies", ()))
+        stored["out"] = str(run_dir)
+        run = cls(cfg=RunConfig(**stored), out=run_dir)
+        run.check_budget()
+        run.save_config()
+        return run
+
+    def save_config(self) -> None:
+        write_json(
+            self.out / CONFIG_FILE,
+            {"config": self.cfg.to_dict(), "space": self.space.to_dict(), "argv": sys.argv, "versions": versions(), "seed": self.cfg.seed},
+        )
+
+    def require_budget(self) -> int:
+        if self.cfg.budget is None:
+            raise UserError("this step needs a budget: pass --budget (e.g. 0.5M)")
+        return self.cfg.budget
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    # -- what the run is about (loaded once, on first use) ------------------------------
+    @cached_property
+    def space(self) -> SearchSpace:
+        return load_space(self.cfg.space)
+
+    @cached_property
+    def spec(self) -> Any:
+        from heterosearch.tasks import TASKS
+
+        return TASKS.get(self.cfg.task)
+
+    @cached_property
+    def model_path(self) -> str:
+        from heterosearch.models import resolve_model
+
+        return resolve_model(self.cfg.model)
+
+    def new_model(self) -> Any:
+        """A fresh base model with a classifier head initialised from the run's seed."""
+        from heterosearch.models import load_model
+
+        model, _ = load_model(self.model_path, self.spec.num_labels, self.cfg.seed)
+        return model
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        from heterosearch.models import load_model
+
+        model, tok = load_model(self.model_path, self.spec.num_labels, self.cfg.seed)
+        self.__dict__["_first_model"] = model
+        return tok
+
+    @cached_property
+    def all_sites(self) -> list[Any]:
+        from heterosearch.models import discover_sites
+
+        return discover_sites(self._meta_model())
+
+    def _meta_model(self) -> Any:
+        # Site shapes only: build the architecture without weights (a fraction of a second).
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = AutoConfig.from_pretrained(self.model_path, num_labels=self.spec.num_labels)
+        with torch.device("meta"):
+            return AutoModelForSequenceClassification.from_config(config)
+
+    @cached_property
+    def sites(self) -> list[Any]:
+        """The sites the space may adapt (its roles), in site order."""
+        roles = set(self.space.lora.roles)
+        chosen = [s for s in self.all_sites if s.role in roles]
+        if not chosen:
+            have = sorted({s.role for s in self.all_sites})
+            raise UserError(f"space {self.space.name!r} adapts roles {sorted(roles)}, but the model has only {have}")
+        return chosen
+
+    @property
+    def site_map(self) -> dict[str, Any]:
+        return {s.key: s for s in self.all_sites}
+
+    @cached_property
+    def data(self) -> Any:
+        from heterosearch.tasks import load_task_data
+
+        return load_task_data(self.spec, self.cfg.data_dir)
+
+    @cached_property
+    def encoded(self) -> dict[str, Any]:
+        from heterosearch.tasks.batching import encode
+
+        regression = self.spec.num_labels == 1
+        out = {}
+        for split in ("train", "dev", "test"):
+            part = getattr(self.data, split)
+            if part is not None and (split == "train" or part.labels is not None):
+                out[split] = encode(self.tokenizer, part.texts, part.labels, regression, self.cfg.max_length)
+        return out
+
+    # -- budget -------------------------------------------------------------------------
+    def baseline_roles(self) -> tuple[str, ...]:
+        return self.space.baseline.roles
+
+    def check_budget(self) -> None:
+        if self.cfg.budget is None:
+            return
+        lora = self.space.lora
+        r_min = min(r for r in lora.ranks if r > 0)
+        cheapest = min(lora_params(s.d_in, s.d_out, r_min) for s in self.sites)
+        if self.cfg.budget < cheapest:
+            raise UserError(
+                f"budget {format_params(self.cfg.budget)} is below the cheapest allocation of space "
+                f"{self.space.name!r} on this model ({format_params(cheapest)} parameters: one site at rank {r_min})"
+            )
+        base = [s for s in self.sites if s.role in self.baseline_roles()]
+        base_min = sum(lora_params(s.d_in, s.d_out, 1) for s in base)
+        if self.cfg.budget < base_min:
+            raise UserError(
+                f"budget {format_params(self.cfg.budget)} is below the cheapest baseline "
+                f"(uniform LoRA r=1 on {','.join(self.baseline_roles())}: {format_params(base_min)} parameters)"
+            )
+
+    def baseline_allocation(self) -> tuple[Allocation, str]:
+        """Uniform LoRA on the baseline roles at the largest integer rank within the budget."""
+        roles = self.baseline_roles()
+        rank = largest_uniform_rank(self.sites, roles, self.cfg.budget)
+        return uniform_allocation(self.sites, roles, rank), f"uniform LoRA r={rank} on {','.join(roles)}"
+
+
+# -- stages ----------------------------------------------------------------------------
+def stage_score(run: Run) -> Any:
+    """Score every (site, rank) candidate with every proxy; cached in scores.json."""
+    from heterosearch.proxies import Scores, score_candidates
+    from heterosearch.tasks.batching import collate, train_batches
+
+    path = run.path(SCORES_FILE)
+    if path.is_file():
+        scores = Scores.load(path)
+        if set(run.cfg.proxies) <= set(scores.curves):
+            say(f"[dim]scores: reusing {path}[/dim]")
+            return scores
+    t0 = time.perf_counter()
+    enc = run.encoded["train"]
+    idx = train_batches(enc, run.cfg.batch_size, run.cfg.seed, epoch=0)[: run.cfg.score_batches]
+    batches = [collate(run.tokenizer, enc, i) for i in idx]
+    model = run.__dict__.pop("_first_model", None) or run.new_model()
+    scores = score_candidates(
+        model, run.sites, batches, run.cfg.proxies, max(run.space.lora.ranks), run.space.lora.scaling, run.cfg.seed
+    )
+    scores.save(path)
+    run.timings["score"] = time.perf_counter() - t0
+    say(f"scores: {len(run.sites)} sites x {len(run.space.lora.ranks) - 1} ranks x {len(run.cfg.proxies)} proxies "
+        f"from {len(batches)} batches in {run.timings['score']:.1f}s")
+    return scores
+
+
+def search_problem(run: Run, scores: Any) -> Any:
+    import numpy as np
+
+    from heterosearch.search import SearchProblem
+
+    ranks = list(run.space.lora.ranks)
+    if ranks[0] != 0:
+        ranks = [0, *ranks]  # "off" is always a choice, so the empty site costs nothing
+    keys = [s.key for s in run.sites]
+    raw = scores.table(run.cfg.proxy, ranks, keys)
+    top = raw.max()
+    # Normalise by the best single candidate so objectives read the same across proxies.
+    values = raw / top if top > 0 else raw
+    costs = np.array([[lora_params(s.d_in, s.d_out, r) for r in ranks] for s in run.sites], dtype=np.int64)
+    return SearchProblem(keys=keys, ranks=ranks, values=values, costs=costs, budget=run.require_budget())
+
+
+def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
+    """Optuna study + exact optimum of the same objective; the better one is the winner."""
+    from heterosearch.search import run_search
+
+    t0 = time.perf_counter()
+    problem = search_problem(run, scores)
+    roles = run.baseline_roles()
+    enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, problem.ranks)
+    enqueue = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else None
+    result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=enqueue)
+    use_exact = result.exact_objective >= result.best_objective
+    winner = Allocation(lora=result.exact_allocation if use_exact else result.best_allocation)
+    summary = {
+        "proxy": run.cfg.proxy,
+        "objective": "sum over sites of the proxy score at the chosen rank, divided by the best single candidate's score",
+        "best_objective": result.best_objective,
+        "best_params": result.best_params,
+        "exact_objective": result.exact_objective,
+        "exact_params": result.exact_params,
+        "ratio": result.ratio,
+        "trials": result.trials,
+        "feasible_trials": result.feasible_trials,
+        "seconds": result.seconds,
+        "exact_seconds": result.exact_seconds,
+        "winner_source": "exact" if use_exact else "optuna",
+        "optuna_allocation": result.best_allocation,
+        "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},
+        "study": STUDY_FILE,
+        "winner": winner.to_dict(),
+        "history": result.history,
+    }
+    write_json(run.path(SEARCH_FILE), summary)
+    run.timings["search"] = time.perf_counter() - t0
+    say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
+        f"= {100 * result.ratio:.1f}% of the exact optimum {result.exact_objective:.4f}")
+    return winner, summary
+
+
+def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
+    """allocation.json (ours) + adapter_config.json (PEFT), checked by loading it with PEFT."""
+    from heterosearch.export import check_peft_roundtrip, lora_config, save_lora_config, write_allocation
+
+    sites = run.site_map
+    head = sum(p.numel() for n, p in run._meta_model().named_parameters() if n.split(".")[0] in ("classifier", "pre_classifier", "score"))
+    data = write_allocation(
+        run.path(ALLOCATION_FILE),
+        winner,
+        sites,
+        run.space.lora.alpha_ratio,
+        model=run.cfg.model or "all-MiniLM-L6-v2",
+        task=run.cfg.task,
+        space={"name": run.space.name, "version": run.space.version},
+        budget=run.cfg.budget,
+        head_params=head,
+        proxy=run.cfg.proxy,
+        seed=run.cfg.seed,
+        versions=versions(),
+    )
+    config = lora_config(winner, sites, run.space.lora.alpha_ratio, base_model=run.cfg.model or "all-MiniLM-L6-v2",
+                         task_type="SEQ_CLS")
+    save_lora_config(config, run.out)
+    check_peft_roundtrip(run._meta_model, run.out, data["params"])
+    return data
+
+
+def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
+    """Short-train the winner and the uniform baseline with the same seed, data order and schedule."""
+    from heterosearch.train import TrainConfig, train_allocation
+
+    path = run.path(VERIFY_FILE)
+    done: dict[str, Any] = read_json(path) if path.is_file() else {}
+    cfg = TrainConfig(
+        epochs=run.cfg.train_epochs,
+        max_steps=run.cfg.max_train_steps,
+        batch_size=run.cfg.batch_size,
+        lr=run.cfg.lr,
+        max_length=run.cfg.max_length,
+        seed=run.cfg.seed,
+    )
+    evals = {k: v for k, v in run.encoded.items() if k != "train"}
+    baseline, baseline_name = run.baseline_allocation()
+    for label, alloc, name in (("winner", winner, "searched allocation"), ("baseline", baseline, baseline_name)):
+        if label in done and done[label].get("allocation") == alloc.to_dict():
+            continue
+        t0 = time.perf_counter()
+        res = train_allocation(
+            run.new_model, run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
+            run.encoded["train"], evals, run.spec, cfg, label=label,
+        )
+        expected = alloc.params(run.site_map)
+        if res.params != expected:
+            raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {expected}")
+        entry = {
+            "name": name,
+            **res.metrics.get("dev", {}),
+            "params": res.params,
+            "head_params": res.head_params,
+            "splits": res.metrics,
+            "steps": res.steps,
+            "train_loss": res.train_loss,
+            "seconds": res.seconds,
+            "tokens_per_second": res.tokens_per_second,
+            "allocation": alloc.to_dict(),
+        }
+        done[label] = entry
+        write_json(path, done)  # after each model, so a resumed run skips it
+        run.timings[f"train_{label}"] = time.perf_counter() - t0
+    done["train_config"] = cfg.to_dict()
+    write_json(path, done)
+    return done
+
+
+def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: dict[str, Any] | None, scores: Any) -> dict[str, Any]:
+    from heterosearch.report.markdown import render_report
+
+    results = {
+        "heterosearch_version": __version__,
+        "versions": versions(),
+        "argv": sys.argv,
+        "task": run.cfg.task,
+        "model": run.cfg.model or "all-MiniLM-L6-v2",
+        "space": {"name": run.space.name, "version": run.space.version},
+        "budget": run.cfg.budget,
+        "params": winner.params(run.site_map),
+        "head_params": verify["winner"]["head_params"] if verify else None,
+        "proxy": run.cfg.proxy,
+        "seed": run.cfg.seed,
+        "allocation": winner.to_dict(),
+        "sites": scores.sites,
+        "search": {k: v for k, v in search.items() if k != "history"},
+        "scoring": scores.meta,
+        "verify": verify,
+        "timings": run.timings,
+    }
+    write_json(run.path(RESULTS_FILE), results)
+    from heterosearch.export.files import write_text
+
+    write_text(run.path(REPORT_FILE), render_report(run.out))
+    return results
+
+
+def run_all(cfg: RunConfig, resume: bool = False, overwrite: bool = False, verify: bool = True) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    run = Run.open(cfg, resume=resume, overwrite=overwrite)
+    say(f"run folder: {run.out}  (budget {format_params(cfg.budget)}, task {cfg.task}, proxy {cfg.proxy}, seed {cfg.seed})")
+    scores = stage_score(run)
+    winner, search = stage_search(run, scores)
+    stage_export(run, winner)
+    verified = stage_verify(run, winner) if verify else None
+    run.timings["total"] = time.perf_counter() - t0
+    return write_results(run, winner, search, verified, scores)
+
+
+def load_winner(run: Run) -> tuple[Allocation, dict[str, Any]]:
+    """The winner recorded by the search stage."""
+    search = read_json(run.path(SEARCH_FILE)) if run.path(SEARCH_FILE).is_file() else None
+    if search is None:
+        raise UserError(f"{run.out} has no {SEARCH_FILE}: run `heterosearch search {run.out} --budget B` first")
+    return Allocation.from_dict(search["winner"]), search
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / RESULTS_FILE).read_text())

@@ -1,0 +1,65 @@
+"""The proxy interface and registry.
+
+A proxy scores every candidate (site, rank) of the LoRA kind from statistics that one
+shared pass over the base model collects for all sites at once (``state.py``). It returns
+a *curve* per site: the score of that site at rank 0, 1, ..., r_max (rank 0 scores 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from heterosearch.registry import Registry
+
+
+@dataclass
+class SiteState:
+    """What a proxy sees of one site in the scoring state (all float64).
+
+    G: (d_out, d_in), dL/dW0 of the frozen weight summed over the scoring batches (or
+       dR/dW0 of the synflow pass for data-free proxies).
+    A: (r_max, d_in), B: (d_out, r_max): the scoring-only virtual adapter. Rank r uses
+       A[:r] and B[:, :r], so the candidates of one site are nested.
+    scaling: alpha / r (constant over r with alpha = alpha_ratio * r).
+    """
+
+    G: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    scaling: float
+
+
+class Proxy:
+    """Base class. ``source`` says which pass feeds ``G``: ``"data"`` or ``"synflow"``."""
+
+    name: str = ""
+    source: str = "data"
+    summary: str = ""
+    # The sign fixed in advance (methods.md section 6): larger score = better candidate.
+    higher_is_better: bool = True
+
+    def curve(self, state: SiteState) -> torch.Tensor:
+        """Score at ranks 0..r_max, shape (r_max + 1,), non-decreasing is not required."""
+        raise NotImplementedError
+
+
+PROXIES: Registry[type[Proxy]] = Registry("proxy")
+
+
+def lora_grads(state: SiteState) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact LoRA gradients in the linearised scoring state (methods.md, "The B = 0 fact").
+
+    For delta = s B A:  dL/dA = s B^T G  (r_max, d_in),  dL/dB = s G A^T  (d_out, r_max).
+    Column/row j of these belongs to rank component j, so rank r sums the first r.
+    """
+    s = state.scaling
+    dA = s * (state.B.t() @ state.G)
+    dB = s * (state.G @ state.A.t())
+    return dA, dB
+
+
+def with_rank_zero(per_rank: torch.Tensor) -> torch.Tensor:
+    """Prefix sums over rank components, with a leading 0 for rank 0."""
+    return torch.cat([per_rank.new_zeros(1), torch.cumsum(per_rank, dim=0)])

@@ -1,0 +1,129 @@
+"""Score every candidate (site, rank) with every requested proxy from shared passes.
+
+One data pass (forward + backward of the base model per batch, all sites at once) feeds
+every data proxy; one synflow pass feeds synflow. The result is a ``Scores`` object that
+is saved as ``scores.json`` in the run folder and read back by the search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heterosearch.errors import UserError
+
+
+class ProxyError(UserError):
+    """A proxy gave non-finite or degenerate (all-equal) scores: never ranked silently."""
+
+
+@dataclass
+class Scores:
+    """curves[proxy][site_key] = score at rank 0..r_max (floats)."""
+
+    sites: list[dict[str, Any]]
+    r_max: int
+    curves: dict[str, dict[str, list[float]]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def site_keys(self) -> list[str]:
+        return [s["key"] for s in self.sites]
+
+    def table(self, proxy: str, ranks: Sequence[int], keys: Sequence[str] | None = None) -> np.ndarray:
+        """(n_sites, n_ranks) raw scores for the given rank choices."""
+        if proxy not in self.curves:
+            raise UserError(f"proxy {proxy!r} was not scored in this run (scored: {', '.join(sorted(self.curves))})")
+        if max(ranks) > self.r_max:
+            raise UserError(f"rank {max(ranks)} exceeds the scored maximum rank {self.r_max}")
+        keys = list(keys) if keys is not None else self.site_keys
+        curves = self.curves[proxy]
+        return np.array([[curves[k][r] for r in ranks] for k in keys], dtype=np.float64)
+
+    def save(self, path: Path) -> None:
+        from heterosearch.export.files import write_json
+
+        write_json(path, {"sites": self.sites, "r_max": self.r_max, "curves": self.curves, "meta": self.meta})
+
+    @classmethod
+    def load(cls, path: Path) -> Scores:
+        if not path.is_file():
+            raise UserError(f"no scores at {path}: run `heterosearch score` first")
+        data = json.loads(path.read_text())
+        return cls(sites=data["sites"], r_max=data["r_max"], curves=data["curves"], meta=data.get("meta", {}))
+
+
+def check_scores(proxy: str, curves: dict[str, list[float]]) -> None:
+    """Refuse non-finite scores and rankings that cannot rank (every site scored the same)."""
+    bad = [k for k, c in curves.items() if not all(math.isfinite(v) for v in c)]
+    if bad:
+        raise ProxyError(f"proxy {proxy!r} gave non-finite scores for {len(bad)} site(s), e.g. {bad[0]}; try another proxy")
+    first = np.array([c[1] for c in curves.values()])
+    if len(first) > 1 and (np.all(first == 0) or np.ptp(first) == 0):
+        raise ProxyError(f"proxy {proxy!r} is degenerate here: every site scores {first[0]:g} at rank 1")
+
+
+def score_candidates(
+    model: Any,
+    sites: Sequence[Any],
+    batches: Sequence[dict[str, Any]],
+    proxies: Sequence[str],
+    r_max: int,
+    scaling: float,
+    seed: int,
+) -> Scores:
+    """Run the shared passes and compute every proxy's curves; the model is not changed."""
+    import torch
+
+    from heterosearch.proxies import PROXIES
+    from heterosearch.proxies.base import SiteState
+    from heterosearch.proxies.state import SCORING_STATE, data_gradients, synflow_gradients, virtual_adapter
+
+    kinds = {p: PROXIES.get(p)() for p in proxies}
+    timings: dict[str, float] = {}
+    grads: dict[str, dict[str, torch.Tensor]] = {}
+    losses: list[float] = []
+    if any(k.source == "data" for k in kinds.values()):
+        t0 = time.perf_counter()
+        grads["data"], losses = data_gradients(model, sites, batches, total=len(batches))
+        timings["data_pass"] = time.perf_counter() - t0
+    if any(k.source == "synflow" for k in kinds.values()):
+        t0 = time.perf_counter()
+        grads["synflow"] = synflow_gradients(model, sites)
+        timings["synflow_pass"] = time.perf_counter() - t0
+
+    adapters = {s.key: virtual_adapter(s, r_max, seed) for s in sites}
+    curves: dict[str, dict[str, list[float]]] = {}
+    for name, proxy in kinds.items():
+        t0 = time.perf_counter()
+        per_site = {}
+        for s in sites:
+            A, B = adapters[s.key]
+            state = SiteState(grads[proxy.source][s.key], A, B, scaling)
+            per_site[s.key] = [float(v) for v in proxy.curve(state)]
+        check_scores(name, per_site)
+        curves[name] = per_site
+        timings[f"{name}_curves"] = time.perf_counter() - t0
+
+    site_rows = [
+        {"key": s.key, "name": s.name, "layer": s.layer, "role": s.role, "d_in": s.d_in, "d_out": s.d_out}
+        for s in sites
+    ]
+    meta = {
+        "scoring_state": SCORING_STATE,
+        "batches": len(batches),
+        "examples": int(sum(len(b["input_ids"]) for b in batches)),
+        "mean_loss": float(np.mean(losses)) if losses else None,
+        "seed": seed,
+        "scaling": scaling,
+        "seconds": timings,
+        "proxies": {n: {"summary": k.summary, "source": k.source} for n, k in kinds.items()},
+    }
+    return Scores(sites=site_rows, r_max=r_max, curves=curves, meta=meta)

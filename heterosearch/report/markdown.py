@@ -1,0 +1,75 @@
+"""report.md, rendered only from the run folder's results files (never from a model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "-"
+
+
+def _metric_names(entry: dict[str, Any]) -> list[str]:
+    return [k for k in ("accuracy", "f1", "matthews", "pearson", "spearman") if k in entry]
+
+
+def allocation_table(results: dict[str, Any]) -> str:
+    """Layers x roles grid of ranks (0 = off)."""
+    sites = results.get("sites", [])
+    ranks = results["allocation"].get("lora", {})
+    roles: list[str] = []
+    for s in sites:
+        if s["role"] not in roles:
+            roles.append(s["role"])
+    layers = sorted({s["layer"] for s in sites})
+    lines = ["| layer | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
+    for layer in layers:
+        cells = [str(ranks.get(f"L{layer}.{r}", 0)) for r in roles]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_report(run_dir: Path) -> str:
+    run_dir = Path(run_dir)
+    r = json.loads((run_dir / "results.json").read_text())
+    s = r["search"]
+    out = [
+        f"# heterosearch run: {r['task']} at a budget of {r['budget']:,} adapter parameters",
+        "",
+        f"- model: `{r['model']}`; space: `{r['space']['name']}` v{r['space']['version']}; "
+        f"proxy: `{r['proxy']}`; seed: {r['seed']}",
+        f"- winner: **{r['params']:,}** adapter parameters (budget {r['budget']:,}; the task head is not charged)",
+        f"- search: {s['trials']} Optuna trials ({s['feasible_trials']} feasible) in {s['seconds']:.1f} s; "
+        f"best feasible objective {s['best_objective']:.4f} = {100 * s['ratio']:.1f} % of the exact optimum "
+        f"{s['exact_objective']:.4f}; exported: the {s['winner_source']} solution",
+        f"- scoring state: {r['scoring']['scoring_state']}",
+        "",
+        "## Allocation (LoRA rank per site, 0 = off)",
+        "",
+        allocation_table(r),
+        "",
+    ]
+    v = r.get("verify")
+    if v:
+        names = _metric_names(v["winner"])
+        out += [
+            "## Verification (same seed, data order and schedule; dev split)",
+            "",
+            "| method | adapter params | " + " | ".join(names) + " | steps | train s |",
+            "|---|---|" + "---|" * len(names) + "---|---|",
+        ]
+        for label in ("winner", "baseline"):
+            e = v[label]
+            out.append(
+                f"| {label}: {e['name']} | {e['params']:,} | " + " | ".join(_pct(e[m]) for m in names)
+                + f" | {e['steps']} | {e['seconds']:.0f} |"
+            )
+        out += ["", "One seed: MRPC dev scores move by several points between seeds (measured.md); "
+                "use `heterosearch verify --seeds N` for the spread.", ""]
+    t = r.get("timings", {})
+    if t:
+        out += ["## Wall time (s)", "", " | ".join(f"{k} {v:.1f}" for k, v in t.items()), ""]
+    out += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in r["versions"].items()), ""]
+    return "\n".join(out)

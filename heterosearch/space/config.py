@@ -1,0 +1,209 @@
+"""Search-space YAML -> validated dataclasses (torch-free).
+
+A space file names itself (``name:``), carries a ``version:`` that is stamped into every
+result, and lists one section per adapter kind under ``kinds:``. Every key is checked:
+an unknown key or a bad value raises ``UserError`` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heterosearch.errors import UserError
+
+KNOWN_ROLES = ("q", "k", "v", "qkv", "o", "ffn_gate", "ffn_in", "ffn_out")
+
+
+class _Where:
+    """Builds error messages that say which file and which field is wrong."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> UserError:
+        return UserError(f"search space {self.source}: {path}: {message}")
+
+    def check_keys(self, path: str, data: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+        if not isinstance(data, dict):
+            raise self.fail(path or "top level", f"expected a mapping, got {type(data).__name__}")
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(
+                    f"{path}.{key}" if path else str(key),
+                    f"unknown key{hint}; allowed: {', '.join(allowed)}",
+                )
+        for key in required:
+            if key not in data:
+                raise self.fail(f"{path}.{key}" if path else key, "missing required key")
+
+    def int_list(self, path: str, value: Any, minimum: int = 0) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a non-empty list of integers, got {value!r}")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise self.fail(path, f"expected integers >= {minimum}, got {v!r}")
+        if len(set(value)) != len(value):
+            raise self.fail(path, f"duplicate values in {value!r}")
+        return tuple(sorted(value))
+
+    def number(self, path: str, value: Any, minimum: float = 0.0, strict: bool = True) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            raise self.fail(path, f"expected a number {'>' if strict else '>='} {minimum}, got {value!r}")
+        return float(value)
+
+    def roles(self, path: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a non-empty list of roles, got {value!r}")
+        for role in value:
+            if role not in KNOWN_ROLES:
+                close = difflib.get_close_matches(str(role), KNOWN_ROLES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(path, f"unknown role {role!r}{hint}; known: {', '.join(KNOWN_ROLES)}")
+        if len(set(value)) != len(value):
+            raise self.fail(path, f"duplicate roles in {value!r}")
+        return tuple(value)
+
+
+@dataclass(frozen=True)
+class LoraSpace:
+    """Per-site LoRA: every site of ``roles`` gets one rank from ``ranks`` (0 = no adapter)."""
+
+    roles: tuple[str, ...] = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+    ranks: tuple[int, ...] = (0, 1, 2, 4, 8, 16)
+    alpha_ratio: float = 2.0  # alpha = alpha_ratio * r, so the scale alpha / r is the same at every rank
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha_ratio
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: _Where, path: str) -> LoraSpace:
+        where.check_keys(path, data, ("roles", "ranks", "alpha_ratio"), required=("roles", "ranks"))
+        ranks = where.int_list(f"{path}.ranks", data["ranks"])
+        if ranks == (0,):
+            raise where.fail(f"{path}.ranks", "needs at least one rank > 0")
+        return cls(
+            roles=where.roles(f"{path}.roles", data["roles"]),
+            ranks=ranks,
+            alpha_ratio=where.number(f"{path}.alpha_ratio", data.get("alpha_ratio", 2.0)),
+        )
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """The uniform allocation every search is compared with (HeteroLoRA's: LoRA on q and v)."""
+
+    roles: tuple[str, ...] = ("q", "v")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: _Where, path: str) -> BaselineSpec:
+        where.check_keys(path, data, ("roles",), required=("roles",))
+        return cls(roles=where.roles(f"{path}.roles", data["roles"]))
+
+
+# One parser per kind section; later kinds register here.
+KIND_SECTIONS: dict[str, type] = {"lora": LoraSpace}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A whole search space, as loaded from ``search_spaces/<name>.yaml``."""
+
+    name: str
+    version: int
+    description: str = ""
+    kinds: dict[str, Any] = field(default_factory=dict)
+    baseline: BaselineSpec = field(default_factory=BaselineSpec)
+    source: str = "<dict>"
+
+    @property
+    def lora(self) -> LoraSpace:
+        if "lora" not in self.kinds:
+            raise UserError(f"search space {self.name!r} has no 'lora' section")
+        return self.kinds["lora"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved space, as recorded in every run folder."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "kinds": {k: _plain(v) for k, v in self.kinds.items()},
+            "baseline": _plain(self.baseline),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> SearchSpace:
+        where = _Where(source)
+        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline"), required=("name", "version", "kinds"))
+        name = data["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise where.fail("name", f"expected a non-empty string, got {name!r}")
+        version = data["version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise where.fail("version", f"expected an integer >= 1, got {version!r}")
+        description = data.get("description", "")
+        if not isinstance(description, str):
+            raise where.fail("description", f"expected a string, got {description!r}")
+        kinds_raw = data["kinds"]
+        where.check_keys("kinds", kinds_raw, tuple(KIND_SECTIONS))
+        if not kinds_raw:
+            raise where.fail("kinds", "needs at least one adapter kind")
+        kinds = {k: KIND_SECTIONS[k].from_dict(v, where, f"kinds.{k}") for k, v in kinds_raw.items()}  # type: ignore[attr-defined]
+        baseline = BaselineSpec.from_dict(data["baseline"], where, "baseline") if "baseline" in data else BaselineSpec()
+        return cls(name=name, version=version, description=description, kinds=kinds, baseline=baseline, source=source)
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def spaces_dir() -> Path:
+    """The shipped ``search_spaces/`` folder (next to the package in a checkout or wheel)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "search_spaces", here.parent / "search_spaces"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "search_spaces"
+
+
+def available_spaces() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(spaces_dir().glob("*.yaml"))}
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load a space by shipped name (``lora``) or by path to a YAML file."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        spaces = available_spaces()
+        if str(name_or_path) not in spaces:
+            from heterosearch.registry import unknown_name_message
+
+            raise UserError(unknown_name_message("search space", str(name_or_path), spaces))
+        path = spaces[str(name_or_path)]
+    if not path.is_file():
+        raise UserError(f"search space file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"search space {path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return SearchSpace.from_dict(data, source=path.name)

@@ -1,0 +1,13 @@
+"""GLUE task layer: task specs, loading train/dev/test splits, and GLUE metrics.
+
+Kept free of torch/datasets at import time (``datasets`` is imported only when falling
+back to the hub, numpy/scipy only when scoring) so the CLI stays fast to start.
+"""
+
+from __future__ import annotations
+
+from heterosearch.tasks._loading import Split, TaskData, load_task_data
+from heterosearch.tasks._metrics import compute_metrics
+from heterosearch.tasks._spec import TASKS, TaskSpec
+
+__all__ = ["TASKS", "TaskSpec", "Split", "TaskData", "load_task_data", "compute_metrics"]
