@@ -378,8 +378,8 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         seed=run.cfg.seed,
         versions=versions(),
     )
-    config = lora_config(winner, sites, run.space.lora.alpha_ratio, base_model=run.cfg.model or "all-MiniLM-L6-v2",
-                         task_type="SEQ_CLS")
+    # PEFT reloads from base_model_name_or_path: give it a path it can load (the packaged copy).
+    config = lora_config(winner, sites, run.space.lora.alpha_ratio, base_model=run.model_path, task_type="SEQ_CLS")
     save_lora_config(config, run.out)
     check_peft_roundtrip(run._meta_model, run.out, data["params"])
     return data

@@ -72,6 +72,8 @@ def check_peft_roundtrip(model_loader: Any, config_dir: Path, expected_params: i
 
     config = PeftConfig.from_pretrained(str(config_dir))
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # base_model_name_or_path / deprecation chatter
+        warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("error", RuntimeWarning)  # a key that matches nothing is an error here
         peft_model = get_peft_model(model_loader(), config)
     n = peft_adapter_params(peft_model)
