@@ -170,7 +170,12 @@ class Run:
     # -- what the run is about (loaded once, on first use) ------------------------------
     @cached_property
     def space(self) -> SearchSpace:
-        return load_space(self.cfg.space)
+        space = load_space(self.cfg.space)
+        searchable = {"lora"}
+        extra = sorted(set(space.kinds) - searchable)
+        if extra:
+            raise UserError(f"space {space.name!r} uses kinds {', '.join(extra)}, which `run` cannot search yet; use --space lora")
+        return space
 
     @cached_property
     def spec(self) -> Any:

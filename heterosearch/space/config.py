@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,12 @@ class _Where:
     def number(self, path: str, value: Any, minimum: float = 0.0, strict: bool = True) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+            raise self.fail(path, f"expected a finite number, got {value!r}")
         if value < minimum or (strict and value == minimum):
             raise self.fail(path, f"expected a number {'>' if strict else '>='} {minimum}, got {value!r}")
+        if value > 1e300:  # float() of a huge int overflows
+            raise self.fail(path, f"expected a finite number, got {value!r}")
         return float(value)
 
     def roles(self, path: str, value: Any) -> tuple[str, ...]:
@@ -109,8 +114,87 @@ class BaselineSpec:
         return cls(roles=where.roles(f"{path}.roles", data["roles"]))
 
 
-# One parser per kind section; later kinds register here.
-KIND_SECTIONS: dict[str, type] = {"lora": LoraSpace}
+SHORTCUT_TYPES = ("residual_1", "residual_2", "shortcut_sa", "shortcut_ffn")
+BANK_VARIANTS = ("share_a", "share_b", "share_ab", "tl5", "tl6")
+BANK_MEMBERSHIPS = ("all", "lower", "upper")  # all layers, the lower half, the upper half
+
+
+def _choice_list(where: _Where, path: str, value: Any, legal: tuple[str, ...]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise where.fail(path, f"expected a non-empty list from {', '.join(legal)}, got {value!r}")
+    for v in value:
+        if v not in legal:
+            close = difflib.get_close_matches(str(v), legal, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise where.fail(path, f"unknown value {v!r}{hint}; legal: {', '.join(legal)}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class ShortcutSpace:
+    """HeteroLoRA's LoRA-adapted shortcut connections: one rank per (layer, type); 0 = off."""
+
+    types: tuple[str, ...] = SHORTCUT_TYPES
+    ranks: tuple[int, ...] = (0, 2, 4, 8)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: _Where, path: str) -> ShortcutSpace:
+        where.check_keys(path, data, ("types", "ranks"), required=("ranks",))
+        ranks = where.int_list(f"{path}.ranks", data["ranks"])
+        return cls(types=_choice_list(where, f"{path}.types", data.get("types", list(SHORTCUT_TYPES)), SHORTCUT_TYPES), ranks=(0, *[r for r in ranks if r]))
+
+
+@dataclass(frozen=True)
+class BankSpace:
+    """Shared/tied banks: per role, a rank (0 = no bank), a variant and a layer membership."""
+
+    roles: tuple[str, ...] = ("q", "v")
+    variants: tuple[str, ...] = BANK_VARIANTS
+    ranks: tuple[int, ...] = (0, 8, 16)
+    membership: tuple[str, ...] = BANK_MEMBERSHIPS
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: _Where, path: str) -> BankSpace:
+        where.check_keys(path, data, ("roles", "variants", "ranks", "membership"), required=("roles", "ranks"))
+        ranks = where.int_list(f"{path}.ranks", data["ranks"])
+        return cls(
+            roles=where.roles(f"{path}.roles", data["roles"]),
+            variants=_choice_list(where, f"{path}.variants", data.get("variants", list(BANK_VARIANTS)), BANK_VARIANTS),
+            ranks=(0, *[r for r in ranks if r]),
+            membership=_choice_list(where, f"{path}.membership", data.get("membership", list(BANK_MEMBERSHIPS)), BANK_MEMBERSHIPS),
+        )
+
+
+@dataclass(frozen=True)
+class MosSpace:
+    """Mixture of Shards: per role a pool of equivalent rank r_e (0 = no pool) and a per-site rank."""
+
+    roles: tuple[str, ...] = ("q", "v")
+    equivalent_ranks: tuple[int, ...] = (0, 2, 4)
+    site_ranks: tuple[int, ...] = (4, 8, 16)
+    shards: int = 2
+    private_rank: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: _Where, path: str) -> MosSpace:
+        where.check_keys(path, data, ("roles", "equivalent_ranks", "site_ranks", "shards", "private_rank"),
+                         required=("roles", "equivalent_ranks", "site_ranks"))
+        r_e = where.int_list(f"{path}.equivalent_ranks", data["equivalent_ranks"])
+        site = where.int_list(f"{path}.site_ranks", data["site_ranks"], minimum=1)
+        shards = data.get("shards", 2)
+        private = data.get("private_rank", 1)
+        if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+            raise where.fail(f"{path}.shards", f"expected an integer >= 1, got {shards!r}")
+        if isinstance(private, bool) or not isinstance(private, int) or private < 0:
+            raise where.fail(f"{path}.private_rank", f"expected an integer >= 0, got {private!r}")
+        if private > min(site):
+            raise where.fail(f"{path}.private_rank", f"must not exceed the smallest site rank {min(site)}, got {private}")
+        return cls(roles=where.roles(f"{path}.roles", data["roles"]), equivalent_ranks=(0, *[r for r in r_e if r]),
+                   site_ranks=site, shards=shards, private_rank=private)
+
+
+# One parser per kind section.
+KIND_SECTIONS: dict[str, type] = {"lora": LoraSpace, "shortcut": ShortcutSpace, "bank": BankSpace, "mos": MosSpace}
 
 
 @dataclass(frozen=True)
