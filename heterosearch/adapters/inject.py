@@ -46,12 +46,27 @@ def apply_allocation(
     unknown = set(allocation.lora) - set(site_map)
     if unknown:
         raise ValueError(f"allocation names sites the model does not have: {sorted(unknown)}")
-    for site in sorted(site_map.values()):
+    # Banks and pools first (they wrap the frozen sites), then per-site LoRA (wraps whatever
+    # is there), then shortcuts (hooks on block modules). Each kind draws from one generator.
+    from heterosearch.adapters.kinds import ADAPTER_KINDS
+
+    ordered = sorted(site_map.values())
+    for kind in ("bank", "mos"):
+        if allocation.elements.get(kind):
+            spec = ADAPTER_KINDS.get(kind)
+            spec.apply(model, ordered, [spec.element.from_dict(e) for e in allocation.elements[kind]], generator)
+    for site in ordered:
         rank = allocation.lora.get(site.key, 0)
         if rank <= 0:
             continue
         base = model.get_submodule(site.name)
         _set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, scaling, generator))
+    if allocation.elements.get("shortcut"):
+        spec = ADAPTER_KINDS.get("shortcut")
+        spec.apply(model, ordered, [spec.element.from_dict(e) for e in allocation.elements["shortcut"]], generator)
+    unknown_kinds = set(allocation.elements) - {"bank", "mos", "shortcut"}
+    if unknown_kinds:
+        raise ValueError(f"allocation has elements of unknown kinds {sorted(unknown_kinds)}")
     if train_head:
         for p in head_parameters(model).values():
             p.requires_grad_(True)

@@ -78,8 +78,13 @@ def score_candidates(
     r_max: int,
     scaling: float,
     seed: int,
+    keep_grads: dict[str, Any] | None = None,
 ) -> Scores:
-    """Run the shared passes and compute every proxy's curves; the model is not changed."""
+    """Run the shared passes and compute every proxy's curves; the model is not changed.
+
+    ``keep_grads``, when given, receives the per-site G of each pass (``"data"``,
+    ``"synflow"``), so the scorers of other adapter kinds reuse them without another pass.
+    """
     import torch
 
     from heterosearch.proxies import PROXIES
@@ -99,6 +104,8 @@ def score_candidates(
         grads["synflow"] = synflow_gradients(model, sites)
         timings["synflow_pass"] = time.perf_counter() - t0
 
+    if keep_grads is not None:
+        keep_grads.update(grads)
     adapters = {s.key: virtual_adapter(s, r_max, seed) for s in sites}
     curves: dict[str, dict[str, list[float]]] = {}
     for name, proxy in kinds.items():
