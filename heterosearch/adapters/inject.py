@@ -103,7 +103,12 @@ def count_adapter_params(model: nn.Module) -> int:
     return total
 
 
+def adapter_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Adapter buffers (MoS shard indices, frozen Tied-LoRA scalings): saved so reload is exact."""
+    return {n: b for n, b in model.named_buffers() if n.rpartition(".")[2].startswith(ADAPTER_PREFIX)}
+
+
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Adapter and head tensors only: what a trained allocation saves."""
-    keep: Mapping[str, nn.Parameter] = {**adapter_parameters(model), **head_parameters(model)}
+    """Adapter parameters and buffers and the head: what a trained allocation saves."""
+    keep: Mapping[str, torch.Tensor] = {**adapter_parameters(model), **adapter_buffers(model), **head_parameters(model)}
     return {k: v.detach().clone().contiguous() for k, v in keep.items()}

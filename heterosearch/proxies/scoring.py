@@ -32,6 +32,10 @@ class Scores:
     r_max: int
     curves: dict[str, dict[str, list[float]]]
     meta: dict[str, Any] = field(default_factory=dict)
+    # Non-LoRA kinds (proxies/kinds.py): kinds[proxy][kind] = curves (shortcut) or option values
+    # (bank, mos: role -> label -> value); undefined[proxy][kind] = why that proxy cannot score it.
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    undefined: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def site_keys(self) -> list[str]:
@@ -50,14 +54,16 @@ class Scores:
     def save(self, path: Path) -> None:
         from heterosearch.export.files import write_json
 
-        write_json(path, {"sites": self.sites, "r_max": self.r_max, "curves": self.curves, "meta": self.meta})
+        write_json(path, {"sites": self.sites, "r_max": self.r_max, "curves": self.curves, "meta": self.meta,
+                          "kinds": self.kinds, "undefined": self.undefined})
 
     @classmethod
     def load(cls, path: Path) -> Scores:
         if not path.is_file():
             raise UserError(f"no scores at {path}: run `heterosearch score` first")
         data = json.loads(path.read_text())
-        return cls(sites=data["sites"], r_max=data["r_max"], curves=data["curves"], meta=data.get("meta", {}))
+        return cls(sites=data["sites"], r_max=data["r_max"], curves=data["curves"], meta=data.get("meta", {}),
+                   kinds=data.get("kinds", {}), undefined=data.get("undefined", {}))
 
 
 def check_scores(proxy: str, curves: dict[str, list[float]]) -> None:

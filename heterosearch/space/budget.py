@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal, localcontext
 
 from heterosearch.errors import UserError
 
@@ -20,19 +21,29 @@ def parse_budget(text: str | int | float) -> int:
     """Parse ``500000``, ``500k``, ``0.5M``, ``1.2e6`` into a positive int of parameters."""
     if isinstance(text, bool):
         raise UserError(f"budget must be a number of parameters, got {text!r}")
-    if isinstance(text, (int, float)):
-        value = float(text)
+    value: float | Decimal
+    if isinstance(text, int):
+        value = Decimal(text)  # exact, and no OverflowError for huge ints
+    elif isinstance(text, float):
+        value = text
     else:
         m = _BUDGET_RE.match(str(text).replace("_", "").replace(",", ""))
         if not m:
             raise UserError(
                 f"budget {text!r} is not a number of parameters (examples: 500000, 500k, 0.5M, 1.2e6)"
             )
-        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-    if not math.isfinite(value) or value <= 0:
+        # Decimal, not float: "0.001002M" is exactly 1002, but float("0.001002") * 1e6 is not whole.
+        mantissa = Decimal(m.group(1))
+        if abs(mantissa.adjusted()) > 30:  # far outside any budget (and no huge Decimal exponents)
+            raise UserError(f"budget {text!r} is not a usable number of parameters")
+        with localcontext() as ctx:
+            ctx.prec = len(m.group(1)) + 20  # exact: no rounding of long mantissas
+            value = mantissa * _SUFFIX[m.group(2).lower()]
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    if not finite or value <= 0:
         raise UserError(f"budget must be a positive number of parameters, got {text!r}")
     if value != math.floor(value):
-        raise UserError(f"budget {text!r} is not a whole number of parameters ({value:g})")
+        raise UserError(f"budget {text!r} is not a whole number of parameters ({float(value):.15g})")
     if value > 10**13:
         raise UserError(f"budget {text!r} is larger than any model heterosearch can adapt")
     return int(value)
@@ -46,3 +57,35 @@ def format_params(n: int) -> str:
 def lora_params(d_in: int, d_out: int, rank: int) -> int:
     """LoRA on one site: A is r x d_in, B is d_out x r (methods.md section 1)."""
     return rank * (d_in + d_out)
+
+
+def bank_params(variant: str, rank: int, d_in: int, d_out: int, n_layers: int) -> int:
+    """A bank shared by ``n_layers`` sites of one role (methods.md section 3); shared tensors once.
+
+    share_a: r d_in + L r d_out; share_b: L r d_in + r d_out; share_ab and tl5 (u, v frozen):
+    r (d_in + d_out); tl6: r (d_in + d_out) + L (r + d_out).
+    """
+    shared = rank * (d_in + d_out)
+    if variant == "share_a":
+        return rank * d_in + n_layers * rank * d_out
+    if variant == "share_b":
+        return n_layers * rank * d_in + rank * d_out
+    if variant in ("share_ab", "tl5"):
+        return shared
+    if variant == "tl6":
+        return shared + n_layers * (rank + d_out)
+    raise ValueError(f"unknown bank variant {variant!r} (known: share_a, share_b, share_ab, tl5, tl6)")
+
+
+def mos_params(r_e: int, n_layers: int, d_in: int, d_out: int) -> int:
+    """Mixture of Shards, one pool per role (methods.md section 4): r_e L (d_in + d_out).
+
+    The cost of LoRA at rank r_e on each of the L layers, independent of the per-site rank r,
+    the shards per vector l and the private rank r_p.
+    """
+    return r_e * n_layers * (d_in + d_out)
+
+
+def shortcut_params(d: int, rank: int) -> int:
+    """One LoRA-adapted shortcut connection (methods.md section 2): A is r x d, B is d x r."""
+    return 2 * d * rank

@@ -1,0 +1,44 @@
+"""First-order value of a bank from base-model gradients (for the proxies; pure functions).
+
+G_l = dL/dW0 of member site l, (d_out, d_in) (``proxies.state`` orientation, Conv1D transposed).
+As in the per-site ``spectral`` proxy: the step dW_l = -eta P(G)_l, the gradient projected onto
+the updates the bank can express at rank r (best subspace chosen), lowers the loss to first order
+by eta * sum_l ||P(G)_l||_F^2, a sum of squared singular values or of eigenvalues. With a single member every variant would
+reduce to the per-site value sum_{j<=r} sigma_j(G)^2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from heterosearch.adapters.bank.config import BankElement
+
+
+def _top(values: torch.Tensor, r: int) -> float:
+    return float(values.sort(descending=True).values[:r].clamp_min(0).sum())
+
+
+def bank_spectral(G_by_site: Mapping[str, torch.Tensor], element: BankElement) -> float:  # noqa: N803
+    """First-order gain of the bank's best rank-r update; ``G_by_site`` keyed by site key (``"L3.v"``).
+
+    - share_ab, tl5: one delta for all members, so the gain is that of a rank-r step on the
+      summed gradient: sum of the top-r sigma_j(sum_l G_l)^2.
+    - share_a: shared row space V (d_in x r), free B_l per layer: gain sum_l ||G_l V||_F^2, maximised
+      by the top-r eigenvalues of sum_l G_l^T G_l.
+    - share_b: shared column space, free A_l per layer: top-r eigenvalues of sum_l G_l G_l^T.
+    - tl6: share_ab's value, a lower bound: u = v = 1 recovers share_ab, and the per-layer
+      diagonal scalings (zero gradient at init, since B = 0) can only add to it.
+    """
+    keys = [f"L{i}.{element.role}" for i in element.layers]
+    missing = [k for k in keys if k not in G_by_site]
+    if missing:
+        raise ValueError(f"{element.key}: no gradient for member sites {', '.join(missing)}")
+    Gs = [G_by_site[k].double() for k in keys]  # noqa: N806
+    r = element.rank
+    if element.variant == "share_a":
+        return _top(torch.linalg.eigvalsh(sum(G.t() @ G for G in Gs)), r)
+    if element.variant == "share_b":
+        return _top(torch.linalg.eigvalsh(sum(G @ G.t() for G in Gs)), r)
+    return _top(torch.linalg.svdvals(sum(Gs)) ** 2, r)

@@ -1,0 +1,109 @@
+"""A MoS element: one shard pool per role shared by L layers (Mixture of Shards, arXiv 2410.00938).
+
+methods.md section 4. Torch-free: the element, its validation and its exact parameter count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from heterosearch.adapters._members import role_members
+from heterosearch.models.sites import ROLES, Site
+from heterosearch.space.budget import mos_params
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class MosElement:
+    """A pool of equivalent rank ``r_e`` for ``role``; layer ``i`` uses rank ``ranks[i]`` built from shards."""
+
+    role: str  # site role, e.g. "v" (models.sites.ROLES)
+    r_e: int  # equivalent rank: the pool holds r_e L l shards per matrix (the only knob that costs)
+    shards: int  # l, shards per vector: row j of A is l consecutive selected shards (d_in, d_out divisible by l)
+    r_p: int  # private rank: r_p l shards per layer are private to it (0 <= r_p <= r_e)
+    ranks: dict[int, int]  # layer -> per-site rank r (r_p <= r, free in parameters)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"MosElement.role must be one of {', '.join(ROLES)}; got {self.role!r}")
+        for name in ("r_e", "shards"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"MosElement.{name} must be an int >= 1; got {value!r}")
+        if not _is_int(self.r_p) or not 0 <= self.r_p <= self.r_e:
+            raise ValueError(f"MosElement.r_p must be an int in [0, r_e={self.r_e}]; got {self.r_p!r}")
+        if not isinstance(self.ranks, Mapping) or not self.ranks:
+            raise ValueError(f"MosElement.ranks must be a non-empty mapping layer -> rank; got {self.ranks!r}")
+        ranks: dict[int, int] = {}
+        for layer, rank in self.ranks.items():
+            layer = int(layer) if isinstance(layer, str) and layer.isdigit() else layer  # JSON keys are strings
+            if not _is_int(layer) or layer < 0:
+                raise ValueError(f"MosElement.ranks keys must be layer indices >= 0; got {layer!r}")
+            if not _is_int(rank) or rank < max(1, self.r_p):
+                raise ValueError(f"MosElement.ranks[{layer}] must be an int >= max(1, r_p={self.r_p}); got {rank!r}")
+            ranks[layer] = rank
+        n = len(ranks)
+        public = (self.r_e - self.r_p) * n  # public pool, in rank units (times l shards)
+        for layer, rank in ranks.items():
+            if rank - self.r_p > public:
+                raise ValueError(
+                    f"MosElement.ranks[{layer}] = {rank} draws {rank - self.r_p} public ranks without replacement, "
+                    f"but the public pool holds only (r_e - r_p) L = {public}"
+                )
+        object.__setattr__(self, "ranks", dict(sorted(ranks.items())))
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Member layers, sorted."""
+        return tuple(self.ranks)
+
+    @property
+    def key(self) -> str:
+        """Readable id, e.g. ``"mos.v"``."""
+        return f"mos.{self.role}"
+
+    @property
+    def store_name(self) -> str:
+        """Name of the pool in ``shared_store(model)``."""
+        return f"mos_{self.role}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "r_e": self.r_e,
+            "shards": self.shards,
+            "r_p": self.r_p,
+            "ranks": {str(k): v for k, v in self.ranks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MosElement:
+        fields = {"role", "r_e", "shards", "r_p", "ranks"}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"MosElement has unknown fields {sorted(unknown)} (known: {', '.join(sorted(fields))})")
+        missing = fields - set(data)
+        if missing:
+            raise ValueError(f"MosElement is missing fields {sorted(missing)}")
+        return cls(
+            role=data["role"], r_e=data["r_e"], shards=data["shards"], r_p=data["r_p"], ranks=dict(data["ranks"])
+        )
+
+
+def member_sites(sites: Sequence[Site], element: MosElement) -> list[Site]:
+    """The sites an element covers, in layer order; all must exist and share (d_in, d_out)."""
+    return role_members(sites, element.role, element.layers, element.key)
+
+
+def mos_count(sites: Sequence[Site], elements: Sequence[MosElement]) -> int:
+    """Exact trainable parameters of ``elements`` on ``sites`` (the pools; selections are free)."""
+    total = 0
+    for element in elements:
+        site = member_sites(sites, element)[0]
+        total += mos_params(element.r_e, len(element.layers), site.d_in, site.d_out)
+    return total
