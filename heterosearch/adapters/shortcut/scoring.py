@@ -1,0 +1,125 @@
+"""Gradients of virtual zero shortcuts, for the proxies: one forward + backward per batch.
+
+A candidate connection adds ``S src`` at its add point (``S = s B A``, zero at init). The
+gradient of the loss with respect to S at S = 0 is ``G = sum_tokens g src^T`` (d x d), with g
+the gradient at the add point, so one pass scores every candidate: the sources are captured
+with pre-hooks, and a zero leaf tensor added at each add point yields g. Padded tokens
+(``attention_mask == 0``) are excluded from the sum. Then dL/dB = s G A^T and dL/dA = s B^T G
+for any (A, B); at B = 0 the proxies are gradient-only (there is no W to multiply).
+
+The model is left bit-identical: parameters, requires_grad flags, ``.grad`` (gradients are
+taken with ``torch.autograd.grad`` on the zero leaves only) and train/eval mode.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from heterosearch.adapters.shortcut.blocks import find_blocks
+from heterosearch.adapters.shortcut.config import WIRING, ShortcutElement, candidate_key, hidden_size
+from heterosearch.adapters.shortcut.layer import first_input, replace_first_input
+
+SCORING_STATE = (
+    "virtual zero shortcut S = 0 at every candidate; G = dL/dS = sum over non-padded tokens of g src^T, "
+    "summed over the scoring batches (eval mode, no dropout)"
+)
+
+
+def _slots(items: Iterable[ShortcutElement | tuple[int, str]], n_layers: int) -> list[tuple[int, str]]:
+    slots = []
+    for item in items:
+        e = item if isinstance(item, ShortcutElement) else ShortcutElement(int(item[0]), str(item[1]), 1)
+        if e.layer >= n_layers:
+            raise ValueError(f"{e.key}: the model has {n_layers} layers")
+        slots.append(e.slot)
+    return list(dict.fromkeys(slots))
+
+
+def shortcut_gradients(
+    model: nn.Module,
+    sites: Sequence[Any],
+    elements_or_candidates: Iterable[ShortcutElement | tuple[int, str]],
+    batches: Iterable[dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """G (d x d, float64) per candidate key (``"L3.residual_1"``), summed over ``batches``.
+
+    Each batch is passed as ``model(**batch)`` and must make the model return ``.loss``.
+    """
+    plan, blocks = find_blocks(model, sites)
+    d = hidden_size(sites)
+    slots = _slots(elements_or_candidates, len(blocks))
+    wiring = {(layer, c): (WIRING[c][0], layer + WIRING[c][1], WIRING[c][2]) for layer, c in slots}
+    sources = {(src, i) for src, i, _ in wiring.values()}
+    points = {(point, layer) for (layer, _), (_, _, point) in wiring.items()}
+    grads = {candidate_key(layer, c): torch.zeros(d, d, dtype=torch.float64) for layer, c in slots}
+
+    captured: dict[tuple[str, int], torch.Tensor] = {}
+    zeros: dict[tuple[str, int], torch.Tensor] = {}
+
+    def capture(key: tuple[str, int], module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        captured[key] = first_input(args, kwargs).detach()
+
+    def add_zero(key: tuple[str, int], t: torch.Tensor) -> torch.Tensor:
+        z = torch.zeros_like(t, requires_grad=True)
+        zeros[key] = z
+        return t + z
+
+    def add_input(key: tuple[str, int], module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return replace_first_input(args, kwargs, add_zero(key, first_input(args, kwargs)))
+
+    def add_output(key: tuple[str, int], module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> Any:
+        return add_zero(key, output)
+
+    handles = []
+    for layer, prefix in enumerate(blocks):
+        if ("x", layer) in sources:
+            block = model.get_submodule(prefix)
+            handles.append(block.register_forward_pre_hook(functools.partial(capture, ("x", layer)), with_kwargs=True))
+        if ("h", layer) in sources:
+            module = model.get_submodule(f"{prefix}.{plan.h_source}")
+            handles.append(module.register_forward_pre_hook(functools.partial(capture, ("h", layer)), with_kwargs=True))
+        for point, rel in (("attn", plan.attn_add), ("ffn", plan.ffn_add)):
+            if (point, layer) not in points:
+                continue
+            module = model.get_submodule(f"{prefix}.{rel}")
+            if plan.mode == "input":
+                hook = functools.partial(add_input, (point, layer))
+                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(functools.partial(add_output, (point, layer))))
+
+    training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            captured.clear()
+            zeros.clear()
+            with torch.enable_grad():
+                loss = model(**batch).loss
+                if loss is None:
+                    raise ValueError("shortcut_gradients needs batches with labels (the model returned no loss)")
+                keys = sorted(zeros)
+                gs = torch.autograd.grad(loss, [zeros[k] for k in keys], allow_unused=True)
+            g_at = {k: (torch.zeros_like(zeros[k]) if g is None else g) for k, g in zip(keys, gs)}
+            mask = batch.get("attention_mask")
+            keep = None if mask is None else mask.reshape(-1).bool()
+            for (layer, c), (src, i, point) in wiring.items():
+                g = g_at[(point, layer)].reshape(-1, d)
+                h = captured[(src, i)].reshape(-1, d)
+                if keep is not None:
+                    if keep.numel() != g.shape[0]:
+                        raise ValueError(f"attention_mask has {keep.numel()} tokens, the hidden states {g.shape[0]}")
+                    g, h = g[keep], h[keep]
+                grads[candidate_key(layer, c)] += g.double().t() @ h.double()
+    finally:
+        for handle in handles:
+            handle.remove()
+        captured.clear()
+        zeros.clear()
+        model.train(training)
+    return grads
