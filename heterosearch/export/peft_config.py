@@ -64,8 +64,14 @@ def peft_adapter_params(peft_model: Any) -> int:
     return sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
 
 
-def check_peft_roundtrip(model_loader: Any, config_dir: Path, expected_params: int, expected_ranks: Sequence[int] | None = None) -> int:
-    """Load ``adapter_config.json`` with PEFT onto a fresh base model; return its adapter count."""
+def check_peft_roundtrip(
+    model_loader: Any, config_dir: Path, expected_params: int, expected_ranks: Mapping[str, int] | None = None
+) -> int:
+    """Load ``adapter_config.json`` with PEFT onto a fresh base model; return its adapter count.
+
+    ``expected_ranks`` (module name -> rank), when given, is checked site by site, so two sites
+    of the same size with swapped ranks cannot pass on the total alone.
+    """
     import warnings
 
     from peft import PeftConfig, get_peft_model
@@ -77,6 +83,12 @@ def check_peft_roundtrip(model_loader: Any, config_dir: Path, expected_params: i
         warnings.simplefilter("error", RuntimeWarning)  # a key that matches nothing is an error here
         peft_model = get_peft_model(model_loader(), config)
     n = peft_adapter_params(peft_model)
+    if expected_ranks:
+        for name, module in peft_model.base_model.model.named_modules():
+            if name in expected_ranks:
+                got = module.lora_A["default"].weight.shape[0]
+                if got != expected_ranks[name]:
+                    raise AssertionError(f"PEFT built {name} at rank {got}, expected {expected_ranks[name]}")
     if n != expected_params:
         raise AssertionError(f"PEFT built {n:,} adapter parameters from {config_dir}, expected {expected_params:,}")
     return n

@@ -47,7 +47,7 @@ class _OnlySiteGrads:
 
     def __enter__(self) -> _OnlySiteGrads:
         self.flags = [(p, p.requires_grad, p.grad) for p in self.model.parameters()]
-        self.training = self.model.training
+        self.modes = [(m, m.training) for m in self.model.modules()]  # per module: modes may be mixed
         for p in self.model.parameters():
             p.requires_grad_(False)
             p.grad = None
@@ -60,7 +60,8 @@ class _OnlySiteGrads:
         for p, flag, grad in self.flags:
             p.requires_grad_(flag)
             p.grad = grad
-        self.model.train(self.training)
+        for module, training in self.modes:
+            module.training = training
 
 
 def data_gradients(

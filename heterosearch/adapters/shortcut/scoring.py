@@ -93,7 +93,7 @@ def shortcut_gradients(
             else:
                 handles.append(module.register_forward_hook(functools.partial(add_output, (point, layer))))
 
-    training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restore each submodule's own mode
     model.eval()
     try:
         for batch in batches:
@@ -121,5 +121,6 @@ def shortcut_gradients(
             handle.remove()
         captured.clear()
         zeros.clear()
-        model.train(training)
+        for m, flag in modes:
+            m.train(flag)
     return grads

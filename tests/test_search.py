@@ -1,0 +1,227 @@
+"""The exact multiple-choice knapsack and the resumable Optuna study."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from heterosearch.search import PARAM_PREFIX, SearchProblem, run_search, solve
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HETEROSEARCH_QUIET", "1")
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder for study journals, on tmpfs when there is one: the journal fsyncs every append."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hs-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- exact solve
+
+
+def brute_force(values: np.ndarray, costs: np.ndarray, budget: int) -> float:
+    n_sites, n_choices = values.shape
+    best = -math.inf
+    for choice in itertools.product(range(n_choices), repeat=n_sites):
+        if sum(int(costs[i, c]) for i, c in enumerate(choice)) <= budget:
+            best = max(best, sum(float(values[i, c]) for i, c in enumerate(choice)))
+    return best
+
+
+def random_problem(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    n_sites = int(rng.integers(1, 6))
+    n_choices = int(rng.integers(2, 5))
+    unit = int(rng.choice([1, 3, 7, 384]))
+    costs = rng.integers(1, 25, size=(n_sites, n_choices)) * unit
+    costs[:, 0] = 0  # choice 0 = off, free
+    if rng.random() < 0.5:  # real objective: non-negative, 0 when off
+        values = rng.random((n_sites, n_choices))
+        values[:, 0] = 0.0
+    else:  # anything goes, negative values and a non-zero "off" value included
+        values = rng.normal(size=(n_sites, n_choices))
+    budget = int(rng.integers(0, int(costs.max(axis=1).sum()) + 2))
+    return values, costs, budget
+
+
+def test_solve_equals_brute_force_on_random_problems() -> None:
+    rng = np.random.default_rng(1234)
+    binding = 0
+    for _ in range(200):
+        values, costs, budget = random_problem(rng)
+        result = solve(values, costs, budget)
+        n_sites, n_choices = values.shape
+        assert len(result.choice) == n_sites and all(0 <= c < n_choices for c in result.choice)
+        chosen_cost = sum(int(costs[i, c]) for i, c in enumerate(result.choice))
+        chosen_value = sum(float(values[i, c]) for i, c in enumerate(result.choice))
+        assert result.cost == chosen_cost <= budget
+        assert result.value == pytest.approx(chosen_value, abs=1e-9)
+        assert result.value == pytest.approx(brute_force(values, costs, budget), abs=1e-9)
+        binding += result.choice != [int(np.argmax(values[i])) for i in range(n_sites)]
+    assert binding > 50  # the budget actually constrained many of the problems
+
+
+def test_solve_edge_cases() -> None:
+    values = np.array([[0.0, 1.0, 3.0], [0.0, 2.25, 2.5]])
+    costs = np.array([[0, 10, 20], [0, 10, 20]])
+    assert solve(values, costs, 0).choice == [0, 0]
+    assert solve(values, costs, 9).choice == [0, 0]
+    r = solve(values, costs, 20)
+    assert (r.choice, r.value, r.cost) == ([1, 1], 3.25, 20)  # 1 + 2.25 beats 3 + 0
+    r = solve(values, costs, 30)
+    assert (r.choice, r.value, r.cost) == ([2, 1], 5.25, 30)
+    r = solve(values, costs, 10**6)
+    assert (r.choice, r.value, r.cost) == ([2, 2], 5.5, 40)
+    with pytest.raises(ValueError, match="knapsack too large"):
+        solve(values, costs // 10, 10**9)
+
+
+# ---------------------------------------------------------------- Optuna study
+
+LAYERS = 4
+ROLE_DIMS = {"q": 64, "v": 64, "ffn_in": 96}  # d_in + d_out
+RANKS = [0, 1, 2, 4, 8]
+KEYS = [f"L{layer}.{role}" for layer in range(LAYERS) for role in ROLE_DIMS]
+BASELINE = {k: 4 for k in KEYS if k.endswith((".q", ".v"))}
+
+
+def synthetic_problem() -> SearchProblem:
+    rng = np.random.default_rng(7)
+    costs = np.array([[r * ROLE_DIMS[k.split(".")[1]] for r in RANKS] for k in KEYS], dtype=np.int64)
+    weights = rng.random(len(KEYS)) + 0.1
+    values = np.array([[w * math.log1p(r) for r in RANKS] for w in weights])
+    budget = sum(costs[i, RANKS.index(4)] for i, k in enumerate(KEYS) if k in BASELINE)  # uniform q,v r=4
+    return SearchProblem(keys=KEYS, ranks=RANKS, values=values, costs=costs, budget=int(budget))
+
+
+def load_trials(path: Path) -> list[Any]:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="heterosearch", storage=JournalStorage(JournalFileBackend(str(path))))
+    return study.trials
+
+
+def test_problem_evaluate() -> None:
+    p = synthetic_problem()
+    assert len(p.keys) == 12 and p.budget == 8 * 4 * 64 == 2048
+    assert p.evaluate({}) == (0.0, 0)
+    value, cost = p.evaluate(BASELINE)
+    assert cost == 2048
+    assert value == pytest.approx(sum(p.values[KEYS.index(k), RANKS.index(4)] for k in BASELINE))
+    assert p.evaluate({"L0.ffn_in": 8}) == (pytest.approx(p.values[2, 4]), 8 * 96)
+
+
+def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
+    import optuna
+
+    problem = synthetic_problem()
+    journal = journal_dir / "study.journal"
+    result = run_search(problem, n_trials=40, seed=0, storage_path=journal, enqueue=BASELINE)
+    trials = load_trials(journal)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == len(complete) == result.trials == 40
+    assert [t.number for t in trials] == list(range(40))
+
+    names = {PARAM_PREFIX + k for k in KEYS}
+    for t in trials:
+        assert set(t.params) == names
+        assert all(re.fullmatch(r"rank\.L\d+\.(q|v|ffn_in)", n) for n in t.params)
+        ranks = {n[len(PARAM_PREFIX):]: r for n, r in t.params.items()}
+        value, cost = problem.evaluate(ranks)
+        assert t.user_attrs["params"] == cost
+        assert t.value == pytest.approx(value)
+        assert t.constraints == {"budget": cost - problem.budget}
+    assert "rank.L3.v" in trials[0].params
+
+    baseline = trials[0]
+    assert baseline.user_attrs["source"] == "baseline"
+    assert baseline.params == {PARAM_PREFIX + k: BASELINE.get(k, 0) for k in KEYS}
+    assert baseline.user_attrs["params"] == problem.budget  # exactly on budget: feasible
+    assert [t.user_attrs.get("source") for t in trials].count("baseline") == 1
+
+    feasible = [t for t in trials if t.user_attrs["params"] <= problem.budget]
+    assert result.feasible_trials == len(feasible) >= 1
+    assert len(feasible) < 40  # the constraint bites: some sampled trials were over budget
+    assert result.best_params <= problem.budget
+    assert result.best_objective == max(t.value for t in feasible)
+    assert result.best_objective >= baseline.value
+    assert problem.evaluate(result.best_allocation) == (pytest.approx(result.best_objective), result.best_params)
+    assert all(r > 0 for r in result.best_allocation.values())
+    assert result.exact_params <= problem.budget
+    assert problem.evaluate(result.exact_allocation) == (pytest.approx(result.exact_objective), result.exact_params)
+    assert result.exact_objective >= result.best_objective - 1e-12
+    assert 0 < result.ratio <= 1 + 1e-9
+    assert [h["number"] for h in result.history] == list(range(40))
+    assert sum(h["feasible"] for h in result.history) == len(feasible)
+
+    # Resume: 10 more trials, earlier ones kept as they were, the baseline not enqueued again.
+    resumed = run_search(problem, n_trials=50, seed=0, storage_path=journal, enqueue=BASELINE)
+    again = load_trials(journal)
+    assert resumed.trials == len(again) == 50
+    assert [t.number for t in again] == list(range(50))
+    for old, new in zip(trials, again[:40], strict=True):
+        assert (old.params, old.value, old.user_attrs) == (new.params, new.value, new.user_attrs)
+    assert [t.user_attrs.get("source") for t in again].count("baseline") == 1
+    points = [tuple(sorted(t.params.items())) for t in again]
+    assert not set(points[40:]) & set(points[:40])  # the resumed sampler does not replay old points
+    assert resumed.best_objective >= result.best_objective
+    # Asking for fewer trials than exist runs none.
+    assert run_search(problem, n_trials=30, seed=0, storage_path=journal).trials == 50
+
+    # Same seed, fresh journal: the same study; another seed: another one.
+    twin = run_search(problem, n_trials=40, seed=0, storage_path=journal_dir / "twin.journal", enqueue=BASELINE)
+    assert twin.best_objective == result.best_objective
+    assert twin.history == result.history
+    other = run_search(problem, n_trials=40, seed=1, storage_path=journal_dir / "other.journal", enqueue=BASELINE)
+    assert [h["value"] for h in other.history] != [h["value"] for h in result.history]
+
+
+def test_run_search_without_feasible_trials(journal_dir: Path) -> None:
+    problem = synthetic_problem()
+    problem.budget = 0  # only "everything off" fits, which random sampling does not hit in 3 trials
+    result = run_search(problem, n_trials=3, seed=0, storage_path=journal_dir / "s.journal")
+    assert result.trials == 3
+    assert (result.best_objective, result.best_params, result.best_allocation) == (0.0, 0, {})
+    assert (result.exact_objective, result.exact_params, result.exact_allocation) == (0.0, 0, {})
+    assert result.ratio == 1.0
+
+
+def test_other_problem_on_the_same_journal_starts_over(journal_dir: Path) -> None:
+    from heterosearch.search.study import PROBLEM_ATTR, create_study
+
+    journal = journal_dir / "s.journal"
+    problem = synthetic_problem()
+    assert run_search(problem, n_trials=4, seed=0, storage_path=journal).trials == 4
+    study = create_study(journal, "heterosearch", 0)
+    assert SearchProblem.from_dict(study.user_attrs[PROBLEM_ATTR]).same_as(problem)
+    assert run_search(problem, n_trials=6, seed=0, storage_path=journal).trials == 6  # same problem: resumed
+
+    smaller = synthetic_problem()
+    smaller.budget = 1000
+    result = run_search(smaller, n_trials=3, seed=0, storage_path=journal)
+    assert result.trials == 3  # the six trials of the other budget are gone
+    assert len(load_trials(journal)) == 3
+    assert create_study(journal, "heterosearch", 0).user_attrs[PROBLEM_ATTR]["budget"] == 1000
+    assert result.exact_params <= 1000
