@@ -1,0 +1,231 @@
+"""The full run report: RUN/report.md with its figures in RUN/plots/, rendered only from JSON files.
+
+Reads whichever of these the folder has: ``results.json`` (the run; its section is
+``markdown.render_report``), ``search.json`` (search history), ``scores.json`` (site
+shapes, when ``results.json`` is absent), ``verify_seeds.json`` (``heterosearch verify``)
+and ``rank_report.json`` (``heterosearch rank-report``). Never loads a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from heterosearch.errors import UserError
+
+PLOTS_DIR = "plots"
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}"
+
+
+def _p(x: Any) -> str:
+    return "-" if x is None else (f"{x:.3f}" if x >= 0.001 else f"{x:.1e}")
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:+.{digits}f}" if digits else f"{x}"
+
+
+def _ci(stat: Mapping[str, Any]) -> str:
+    v = stat.get("value")
+    if v is None:
+        return "n/a"
+    if stat.get("low") is None:
+        return f"{v:+.2f}"
+    return f"{v:+.2f} [{stat['low']:+.2f}, {stat['high']:+.2f}]"
+
+
+def _params_cell(entries: list[Mapping[str, Any]]) -> str:
+    counts = sorted({e["params"] for e in entries})
+    if not counts:
+        return "-"
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} - {counts[-1]:,}"
+
+
+def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
+    """Markdown for verify_seeds.json: per split, mean ± std per method and the paired comparison."""
+    metric = v["metric"]
+    runs = v.get("runs", {})
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for e in runs.values():
+        by_method.setdefault(e["method"], []).append(e)
+    order = [m for m in v.get("methods_order", list(by_method)) if m in by_method]
+    winner_params = v.get("winner_params")
+    out = [
+        f"## Multi-seed verification ({len(v.get('seeds', []))} seeds, same data order, schedule and seed per method)",
+        "",
+        f"Budget {v['budget']:,}; winner {winner_params:,} adapter parameters. Each method's exact count is "
+        "shown (random: range over its per-seed draws; AdaLoRA: the effective count of its final ranks, "
+        "A row + B column + E entry per kept rank). Paired difference = winner - method, per seed.",
+        "",
+    ]
+    summary = v.get("summary", {})
+    for split in ("dev", "test"):
+        if split not in summary:
+            continue
+        metrics = [m for m in ("accuracy", "f1", "matthews", "pearson", "spearman") if m in summary[split]]
+        main = metric if metric in summary[split] else metrics[0]
+        out += [
+            f"### {split} split",
+            "",
+            "| method | adapter params | vs winner | " + " | ".join(f"{m} mean ± std" for m in metrics)
+            + f" | n | winner - method ({main}, points) | wins/losses/ties | t-test p | Wilcoxon p |",
+            "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|---|",
+        ]
+        for m in order:
+            if m not in summary[split][main]["methods"]:
+                continue
+            entries = by_method[m]
+            gap = [e.get("gap") for e in entries if e.get("gap") is not None]
+            gap_cell = "-" if not gap else (f"{100 * gap[0]:+.1f} %" if len(set(round(g, 6) for g in gap)) == 1
+                                           else f"{100 * min(gap):+.1f} .. {100 * max(gap):+.1f} %")
+            cells = []
+            for met in metrics:
+                d = summary[split][met]["methods"].get(m, {})
+                cells.append(f"{_pct(d.get('mean'))} ± {_pct(d.get('std'))}" if d.get("std") is not None else _pct(d.get("mean")))
+            n = summary[split][main]["methods"][m]["n"]
+            pair = summary[split][main]["paired"].get(m)
+            if pair:
+                diff = f"{100 * pair['mean_diff']:+.1f}" + (f" ± {100 * pair['std_diff']:.1f}" if pair.get("std_diff") is not None else "")
+                wlt = f"{pair['wins']}/{pair['losses']}/{pair['ties']}"
+                none = "n too small" if pair["n"] < 3 else "undefined"
+                tp = _p(pair["t_test_p"]) if pair["t_test_p"] is not None else none
+                wp = _p(pair["wilcoxon_p"]) if pair["wilcoxon_p"] is not None else none
+            else:
+                diff, wlt, tp, wp = "(reference)", "", "", ""
+            name = entries[0].get("name", m) if m != "random" else "random allocations (one draw per seed)"
+            out.append(f"| **{m}**: {name} | {_params_cell(entries)} | {gap_cell} | " + " | ".join(cells)
+                       + f" | {n} | {diff} | {wlt} | {tp} | {wp} |")
+        out.append("")
+    ada = by_method.get("adalora")
+    if ada:
+        e = ada[0]
+        equiv = _params_cell([{"params": x["params_lora_equivalent"]} for x in ada])
+        sched = ", ".join(f"{k} {v}" for k, v in (e.get("adalora_schedule") or {}).items())
+        out += [
+            f"AdaLoRA keeps full-size tensors and masks pruned ranks: {e['params_allocated']:,} adapter tensor "
+            f"elements are allocated and trained; the effective final budget is {_params_cell(ada)} "
+            f"(the same ranks by the LoRA formula: {equiv}); target_r {e['target_r']}, init_r {e['init_r']}; "
+            f"{sched}.",
+            "",
+        ]
+    if v.get("unavailable"):
+        out += ["Not run: " + "; ".join(f"{m} ({why})" for m, why in v["unavailable"].items()), ""]
+    out += [f"Test split: {v.get('test_split', '-')}.", ""]
+    n_seeds = len(v.get("seeds", []))
+    if n_seeds < 3:
+        out += [f"With {n_seeds} seed(s) no test is run (n too small); MRPC dev moves by several points between seeds.", ""]
+    if plot:
+        out += [f"![seed spread per method]({plot})", ""]
+    return out
+
+
+def rank_section(r: Mapping[str, Any], plot: str | None) -> list[str]:
+    """Markdown for rank_report.json: rank statistics per proxy with CIs, noise ceiling, baselines."""
+    n = sum(1 for c in r["candidates"] if "mean" in c)
+    out = [
+        f"## Proxy ranking quality ({n} allocations at budget {r['budget']:,} ± {100 * r['tolerance']:.0f} %, "
+        f"{r['steps']} training steps, seeds {', '.join(map(str, r['seeds']))})",
+        "",
+        f"Each proxy scores an allocation by the sum of its sites' scores at the chosen ranks; the sign is fixed "
+        f"in advance (higher = better). Correlations are against the mean dev {r['metric']} of the two seeds; "
+        f"top-k precision uses k = {r.get('k', '-')}; brackets are paired bootstrap 95 % intervals "
+        "(BCa; percentile where BCa is undefined).",
+        "",
+    ]
+    if r.get("status") != "complete":
+        return out + ["(partial: statistics are computed when every sample has been trained)", ""]
+    out += ["| score | Spearman rho | Kendall tau-b | top-k precision | CI method (rho / tau / top-k) |", "|---|---|---|---|---|"]
+
+    def row(label: str, st: Mapping[str, Any]) -> str:
+        methods = [st[k].get("method", "-") for k in ("spearman", "kendall", "top_k_precision")]
+        how = methods[0] if len(set(methods)) == 1 else " / ".join(methods)
+        return f"| {label} | {_ci(st['spearman'])} | {_ci(st['kendall'])} | {_ci(st['top_k_precision'])} | {how} |"
+
+    for p, st in r["proxies"].items():
+        out.append(row(f"**{p}** ({st.get('sign', '+')})", st))
+    out.append(row("noise ceiling (seed vs seed)", r["noise_ceiling"]))
+    out.append(row("baseline: parameter count", r["baselines"]["params"]))
+    out.append(row("baseline: random score (one draw)", r["baselines"]["random"]))
+    exp = r["baselines"].get("random_expected", {})
+    out.append(f"| baseline: random (expected) | {exp.get('spearman', 0):+.2f} | {exp.get('kendall', 0):+.2f} | "
+               f"{exp.get('top_k_precision', 0):+.2f} | exact |")
+    out.append("")
+    u = r.get("uniform")
+    if u and "mean" in u:
+        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} dev {r['metric']} "
+                f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
+    if plot:
+        out += [f"![proxy score against accuracy]({plot})", ""]
+    return out
+
+
+def render_run_report(run_dir: Path | str) -> Path:
+    """Write RUN/report.md (and RUN/plots/*.png) from the folder's JSON files; return the report path."""
+    from heterosearch.report import plots
+    from heterosearch.report.markdown import render_report
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder")
+    results = _load(run_dir / "results.json")
+    search = _load(run_dir / "search.json")
+    verify = _load(run_dir / "verify_seeds.json")
+    ranking = _load(run_dir / "rank_report.json")
+    scores = None if results else _load(run_dir / "scores.json")
+    if not any((results, search, verify, ranking)):
+        raise UserError(f"{run_dir} has none of results.json, search.json, verify_seeds.json, rank_report.json: nothing to report")
+    plot_dir = run_dir / PLOTS_DIR
+    head, tail = f"# heterosearch report: {run_dir.name}\n", ""
+    if results:  # the run's own report; the evidence sections go before its wall-time/versions tail
+        base = render_report(run_dir).rstrip() + "\n"
+        cut = min((i for i in (base.find("\n## Wall time"), base.find("\n## Versions")) if i >= 0), default=len(base))
+        head, tail = base[:cut], base[cut:]
+    lines: list[str] = [head.rstrip(), ""]
+
+    figures: list[str] = []
+    allocation = results["allocation"] if results else (search or {}).get("winner")
+    sites = results.get("sites") if results else (scores or {}).get("sites")
+    if allocation and sites:
+        plots.allocation_heatmap(allocation, sites, plot_dir / "allocation.png",
+                                 title=f"winner: rank per site ({results['params']:,} parameters)" if results else "winner: rank per site")
+        figures.append(f"![allocation: layers x roles]({PLOTS_DIR}/allocation.png)")
+    if search and search.get("history"):
+        plots.search_history(search, plot_dir / "search_history.png")
+        figures.append(f"![search history]({PLOTS_DIR}/search_history.png)")
+    if figures:
+        lines += ["## Figures", "", *[f + "\n" for f in figures]]
+    if verify and verify.get("summary"):
+        plot = None
+        split = "dev" if "dev" in verify["summary"] else next(iter(verify["summary"]), None)
+        if split and verify["metric"] in verify["summary"][split]:
+            plots.seed_spread(verify, plot_dir / "seed_spread.png", split=split)
+            plot = f"{PLOTS_DIR}/seed_spread.png"
+        lines += verify_section(verify, plot)
+    if ranking:
+        plot = None
+        if ranking.get("status") == "complete" and ranking["candidates"]:
+            plots.proxy_vs_accuracy(ranking, plot_dir / "proxy_vs_accuracy.png")
+            plot = f"{PLOTS_DIR}/proxy_vs_accuracy.png"
+        lines += rank_section(ranking, plot)
+    walls = []
+    for name, doc in (("verify", verify), ("rank-report", ranking)):
+        t = (doc or {}).get("timings", {})
+        if "last_invocation" in t:
+            walls.append(f"{name} {t['last_invocation']:.0f} s (last invocation)")
+    if walls:
+        lines += ["## Wall time of the evidence commands", "", "; ".join(walls), ""]
+    text = "\n".join(lines).rstrip() + "\n" + tail
+    from heterosearch.export.files import write_text
+
+    path = run_dir / "report.md"
+    write_text(path, text)
+    return path

@@ -1,0 +1,343 @@
+"""How well does each proxy rank allocations? Correlate proxy scores with short-trained accuracy.
+
+``rank_report`` samples N allocations at a fixed budget (random per-site ranks from the
+space, repaired to within ``tol`` of the budget), scores each with every proxy as the sum
+of its sites' curve values at the chosen ranks (one ``scores.json``, computed once: init-time
+scores are additive, methods.md section 6), short-trains each for two seeds (``steps``
+optimizer steps: a cheaper fidelity than the verification run) and reports, following
+NASLib's conventions (methods.md section 6):
+
+- Spearman rho and Kendall tau-b of each proxy against the mean accuracy over seeds, and
+  the precision of each proxy's top-k (k = 25 % of the samples), each with a paired
+  bootstrap 95 % confidence interval (BCa; percentile where BCa is undefined);
+- the sign of each proxy fixed in advance (higher score = better; no abs on rho);
+- the noise ceiling: the same statistics between the two training seeds' accuracies;
+- baselines: the parameter count as a score, a random score (and its expectation), and
+  uniform LoRA on q,v at the same budget trained at the same fidelity.
+
+Results go to ``OUT/rank_report.json``, written after every trained candidate (a rerun
+reuses finished candidates).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heterosearch.errors import UserError
+from heterosearch.export.files import read_json, write_json
+from heterosearch.progress import say
+from heterosearch.space.allocation import Allocation
+from heterosearch.verify.baselines import random_allocation
+
+RANK_REPORT_FILE = "rank_report.json"
+FORMAT_VERSION = 1
+TOP_FRACTION = 0.25
+
+
+# -- statistics (pure functions) ------------------------------------------------------------
+def top_k(n: int, fraction: float = TOP_FRACTION) -> int:
+    return max(1, int(round(fraction * n)))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=-1)  # average ranks for ties, along the last axis
+
+
+def spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Spearman rho along the last axis (vectorised: Pearson correlation of average ranks)."""
+    rx, ry = _ranks(np.moveaxis(np.asarray(x, float), axis, -1)), _ranks(np.moveaxis(np.asarray(y, float), axis, -1))
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (rx * ry).sum(-1) / np.sqrt((rx * rx).sum(-1) * (ry * ry).sum(-1))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def kendall_tau_b(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Kendall tau-b along the last axis (vectorised over pairs: O(n^2) memory per row)."""
+    x = np.moveaxis(np.asarray(x, float), axis, -1)
+    y = np.moveaxis(np.asarray(y, float), axis, -1)
+    sx = np.sign(x[..., :, None] - x[..., None, :])
+    sy = np.sign(y[..., :, None] - y[..., None, :])
+    # Over all ordered pairs every unordered pair counts twice, which cancels in the ratio.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (sx * sy).sum((-2, -1)) / np.sqrt((sx * sx).sum((-2, -1)) * (sy * sy).sum((-2, -1)))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def top_k_precision(score: np.ndarray, acc: np.ndarray, k: int, axis: int = -1) -> np.ndarray | float:
+    """Share of the k best-scored items that are among the k most accurate, along the last axis.
+
+    "Among the k most accurate" = accuracy >= the k-th highest accuracy, so items tied with
+    the k-th count as hits (dev accuracies on a few hundred examples tie often); ties in the
+    score itself are broken by position (a stable sort).
+    """
+    s = np.moveaxis(np.asarray(score, float), axis, -1)
+    a = np.moveaxis(np.asarray(acc, float), axis, -1)
+    top = np.argsort(-s, axis=-1, kind="stable")[..., :k]
+    threshold = np.sort(a, axis=-1)[..., -k]
+    hits = (np.take_along_axis(a, top, axis=-1) >= threshold[..., None]).sum(-1)
+    out = hits / k
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def bootstrap_ci(
+    x: np.ndarray,
+    y: np.ndarray,
+    statistic: Callable[..., Any],
+    n_resamples: int = 9999,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Paired bootstrap CI of a vectorised ``statistic(x, y, axis)``: BCa, or percentile where BCa is undefined."""
+    from scipy import stats
+
+    n = len(x)
+    if n < 3:
+        return {"low": None, "high": None, "method": f"none (n = {n} < 3)"}
+    batch = max(1, 4_000_000 // (n * n))  # bounds the pairwise matrices of tau-b
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res = stats.bootstrap(
+                    (np.asarray(x, float), np.asarray(y, float)), statistic, paired=True, vectorized=True, batch=batch,
+                    n_resamples=n_resamples, confidence_level=confidence, method=method, rng=np.random.default_rng(seed),
+                )
+            except (ValueError, ZeroDivisionError, FloatingPointError):
+                continue
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            return {"low": low, "high": high, "method": method}
+    return {"low": None, "high": None, "method": "undefined (degenerate resamples)"}
+
+
+def _value(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def ranking_stats(score: Sequence[float], acc: Sequence[float], k: int | None = None, n_resamples: int = 9999, seed: int = 0) -> dict[str, Any]:
+    """Spearman rho, Kendall tau-b and top-k precision of ``score`` against ``acc``, with bootstrap CIs."""
+    x = np.asarray(score, dtype=np.float64)
+    y = np.asarray(acc, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError("score and acc must be 1-D and of the same length")
+    k = k or top_k(len(x))
+    out: dict[str, Any] = {"n": len(x), "k": k}
+    for name, fn in (
+        ("spearman", spearman),
+        ("kendall", kendall_tau_b),
+        ("top_k_precision", lambda a, b, axis=-1: top_k_precision(a, b, k, axis=axis)),
+    ):
+        out[name] = {"value": _value(float(fn(x, y))), **bootstrap_ci(x, y, fn, n_resamples=n_resamples, seed=seed)}
+    return out
+
+
+# -- the report -----------------------------------------------------------------------------
+def proxy_sum(curves: dict[str, list[float]], allocation: Allocation) -> float:
+    """A proxy's score of an allocation: the sum of its sites' curve values at the chosen ranks."""
+    return float(sum(curves[k][r] for k, r in allocation.lora.items()))
+
+
+def sample_allocations(sites: Sequence[Any], rank_choices: Sequence[int], budget: int, n: int, seed: int, tol: float = 0.02) -> list[Allocation]:
+    """``n`` distinct random allocations within ``tol`` of ``budget`` (seeded)."""
+    rng = np.random.default_rng([seed, 0x5A3B])
+    out: list[Allocation] = []
+    seen: set[tuple[tuple[str, int], ...]] = set()
+    attempts = 0
+    while len(out) < n and attempts < 50 * n:
+        attempts += 1
+        alloc = random_allocation(sites, rank_choices, budget, rng, tol=tol)
+        key = tuple(sorted(alloc.lora.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(alloc)
+    return out
+
+
+def default_out(task: str, space: str, budget: int, samples: int, steps: int) -> Path:
+    return Path("runs") / f"rank-{task}-{Path(space).stem}-{budget}-n{samples}-k{steps}"
+
+
+def rank_report(
+    task: str = "mrpc",
+    space: str = "lora",
+    samples: int = 20,
+    budget: int = 500_000,
+    steps: int = 30,
+    seeds: Sequence[int] = (0, 1),
+    out: str | Path | None = None,
+    model: str | None = None,
+    data_dir: str | None = None,
+    score_batches: int = 8,
+    seed: int = 0,
+    tol: float = 0.02,
+    n_resamples: int = 9999,
+    include_uniform: bool = True,
+) -> dict[str, Any]:
+    """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
+    from dataclasses import replace
+
+    from heterosearch.pipeline import Run, RunConfig, stage_score, versions
+    from heterosearch.proxies import PROXIES
+    from heterosearch.train import TrainConfig, train_allocation
+    from heterosearch.verify.seeds import model_factory
+
+    if samples < 4:
+        raise UserError(f"--samples must be >= 4 (rank statistics of fewer points mean nothing), got {samples}")
+    if steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != 2 or seeds[0] == seeds[1]:
+        raise UserError(f"rank-report trains every sample with exactly two different seeds (the noise ceiling), got {seeds}")
+    t_start = time.perf_counter()
+    out = Path(out) if out else default_out(task, space, budget, samples, steps)
+    cfg = RunConfig(budget=budget, task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=str(out),
+                    score_batches=score_batches, max_train_steps=steps)
+    run = Run.open(cfg, resume=True)
+    scores = stage_score(run)
+    run.__dict__.pop("_first_model", None)
+    proxies = list(scores.curves)
+    signs = {p: 1.0 if PROXIES.get(p).higher_is_better else -1.0 for p in proxies}
+    train_cfg = TrainConfig(epochs=cfg.train_epochs, max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                            max_length=cfg.max_length, seed=seeds[0])
+    metric = run.spec.main_metric
+    evals = {"dev": run.encoded["dev"]}
+
+    path = run.path(RANK_REPORT_FILE)
+    old = read_json(path) if path.is_file() else {}
+    same_setup = old.get("train_config") == _cfg_dict(train_cfg) and old.get("seeds") == seeds
+    done = {_akey(c["allocation"]): c for c in old.get("candidates", []) if same_setup}
+    uniform_old = old.get("uniform") if same_setup else None
+
+    allocs = sample_allocations(run.sites, run.space.lora.ranks, budget, samples, seed, tol=tol)
+    site_map = run.site_map
+    candidates: list[dict[str, Any]] = []
+    report: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "status": "partial",
+        "out": str(run.out),
+        "task": task,
+        "model": cfg.model or "all-MiniLM-L6-v2",
+        "space": {"name": run.space.name, "version": run.space.version},
+        "budget": budget,
+        "tolerance": tol,
+        "samples": samples,
+        "steps": steps,
+        "seeds": seeds,
+        "sample_seed": seed,
+        "metric": metric,
+        "proxies_scored": proxies,
+        "signs": {p: "+" if s > 0 else "-" for p, s in signs.items()},
+        "scoring": scores.meta,
+        "train_config": _cfg_dict(train_cfg),
+        "candidates": candidates,
+        "versions": versions(),
+    }
+    timings: dict[str, float] = {"score": run.timings.get("score", 0.0)}
+
+    def train(alloc: Allocation, s: int, label: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        res = train_allocation(model_factory(run, s), run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
+                               run.encoded["train"], evals, run.spec, replace(train_cfg, seed=s), label=label)
+        return {"metrics": res.metrics["dev"], "steps": res.steps, "train_loss": res.train_loss,
+                "seconds": time.perf_counter() - t0}
+
+    for i, alloc in enumerate(allocs):
+        prev = done.get(_akey(alloc.to_dict()), {})
+        entry = {
+            "id": i,
+            "allocation": alloc.to_dict(),
+            "params": alloc.params(site_map),
+            "scores": {p: proxy_sum(scores.curves[p], alloc) for p in proxies},
+            "runs": dict(prev.get("runs", {})),
+        }
+        candidates.append(entry)
+        for s in seeds:
+            if str(s) not in entry["runs"]:
+                entry["runs"][str(s)] = train(alloc, s, f"sample {i + 1}/{len(allocs)} s{s}")
+                write_json(path, report)
+        entry["acc"] = {str(s): entry["runs"][str(s)]["metrics"][metric] for s in seeds}
+        entry["mean"] = float(np.mean(list(entry["acc"].values())))
+        say(f"rank-report: sample {i + 1}/{len(allocs)} ({entry['params']:,} params): "
+            f"{metric} {', '.join(f'{100 * v:.1f}' for v in entry['acc'].values())}")
+    timings["train_samples"] = sum(r["seconds"] for c in candidates for r in c["runs"].values())
+
+    if include_uniform:
+        uni_alloc, uni_name = run.baseline_allocation()
+        uniform = uniform_old if uniform_old and uniform_old.get("allocation") == uni_alloc.to_dict() else {
+            "name": uni_name, "allocation": uni_alloc.to_dict(), "params": uni_alloc.params(site_map), "runs": {},
+        }
+        for s in seeds:
+            if str(s) not in uniform["runs"]:
+                uniform["runs"][str(s)] = train(uni_alloc, s, f"uniform s{s}")
+        uniform["acc"] = {str(s): uniform["runs"][str(s)]["metrics"][metric] for s in seeds}
+        uniform["mean"] = float(np.mean(list(uniform["acc"].values())))
+        uniform["scores"] = {p: proxy_sum(scores.curves[p], uni_alloc) for p in proxies}
+        means = np.array([c["mean"] for c in candidates])
+        uniform["fraction_of_samples_above"] = float((means > uniform["mean"]).mean())
+        report["uniform"] = uniform
+        write_json(path, report)
+
+    t0 = time.perf_counter()
+    report.update(ranking_report(candidates, proxies, signs, seeds, n_resamples=n_resamples, seed=seed))
+    timings["statistics"] = time.perf_counter() - t0
+    timings["last_invocation"] = time.perf_counter() - t_start
+    report["timings"] = timings
+    report["status"] = "complete"
+    write_json(path, report)
+    return report
+
+
+def ranking_report(
+    candidates: Sequence[dict[str, Any]],
+    proxies: Sequence[str],
+    signs: dict[str, float],
+    seeds: Sequence[int],
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The statistics section of rank_report.json from finished candidates."""
+    acc = np.array([c["mean"] for c in candidates])
+    n = len(acc)
+    k = top_k(n)
+    stats_by_proxy = {
+        p: {"sign": "+" if signs[p] > 0 else "-",
+            **ranking_stats(signs[p] * np.array([c["scores"][p] for c in candidates]), acc, k, n_resamples, seed)}
+        for p in proxies
+    }
+    a0 = np.array([c["acc"][str(seeds[0])] for c in candidates])
+    a1 = np.array([c["acc"][str(seeds[1])] for c in candidates])
+    random_score = np.random.default_rng([seed, 0xB45E]).random(n)
+    return {
+        "k": k,
+        "proxies": stats_by_proxy,
+        "noise_ceiling": {
+            "what": f"the same statistics between the accuracies of seed {seeds[0]} and seed {seeds[1]}",
+            **ranking_stats(a0, a1, k, n_resamples, seed),
+        },
+        "baselines": {
+            "params": {"what": "the parameter count as the score", **ranking_stats(np.array([c["params"] for c in candidates], float), acc, k, n_resamples, seed)},
+            "random": {"what": "a uniform random score (one seeded draw)", **ranking_stats(random_score, acc, k, n_resamples, seed)},
+            "random_expected": {"spearman": 0.0, "kendall": 0.0, "top_k_precision": k / n},
+        },
+    }
+
+
+def _akey(allocation: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(allocation.get("lora", {}).items()))
+
+
+def _cfg_dict(cfg: Any) -> dict[str, Any]:
+    d = cfg.to_dict()
+    d.pop("seed", None)
+    return d

@@ -1,0 +1,383 @@
+"""Multi-seed verification: the winner and every baseline, trained at the same budget over seeds.
+
+``verify_run`` trains every (method, seed) pair with the run's training recipe (the same
+data order, schedule, head initialisation and adapter seed for every method at a given
+seed), writes ``RUN/verify_seeds.json`` after each pair (a rerun skips finished pairs),
+then summarises: mean and standard deviation (ddof=1) per method, and the paired
+difference winner - baseline per seed, with a paired t-test and a Wilcoxon signed-rank
+test when there are at least 3 seeds.
+
+``verify_seeds.json`` schema (version 1): ``run``, ``task``, ``budget``, ``winner_params``,
+``metric`` (the task's main metric), ``seeds``, ``methods`` (per method: the plan,
+``params`` exact, ``target``, ``gap``, ``within_2pct``; ``random`` has one plan per seed),
+``unavailable`` (method -> reason), ``train_config`` (without the seed), ``runs``
+(``"method/seed"`` -> metrics per split, params, steps, seconds, ...), ``summary``
+(split -> metric -> ``methods`` {mean, std, n, values} and ``paired`` {method: diffs,
+mean, std, t-test and Wilcoxon p}), ``timings``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heterosearch.errors import UserError
+from heterosearch.export.files import read_json, write_json
+from heterosearch.progress import say
+from heterosearch.verify.baselines import METHODS, Planned, plan_baselines, random_baseline
+
+VERIFY_SEEDS_FILE = "verify_seeds.json"
+FORMAT_VERSION = 1
+MIN_TEST_N = 3
+
+
+# -- statistics (pure functions, tested on hand-checked numbers) ---------------------------
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None so the JSON stays valid."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def describe(values: Sequence[float]) -> dict[str, Any]:
+    """n, mean, sample standard deviation (ddof=1; None for n < 2), min, max."""
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    return {
+        "n": n,
+        "mean": float(v.mean()) if n else None,
+        "std": float(v.std(ddof=1)) if n >= 2 else None,
+        "min": float(v.min()) if n else None,
+        "max": float(v.max()) if n else None,
+    }
+
+
+def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[str, Any]:
+    """Paired differences a - b over the seeds both have: mean, std, wins, t-test and Wilcoxon p.
+
+    Tests need n >= 3 seeds; below that the p-values are None and ``test`` says "n too small".
+    """
+    seeds = sorted(set(a) & set(b), key=str)
+    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    n = len(diffs)
+    out: dict[str, Any] = {
+        "seeds": list(seeds),
+        "diffs": [float(d) for d in diffs],
+        "n": n,
+        "mean_diff": float(diffs.mean()) if n else None,
+        "std_diff": float(diffs.std(ddof=1)) if n >= 2 else None,
+        "wins": int((diffs > 0).sum()),
+        "losses": int((diffs < 0).sum()),
+        "ties": int((diffs == 0).sum()),
+        "t_test_p": None,
+        "wilcoxon_p": None,
+    }
+    if n < MIN_TEST_N:
+        out["test"] = f"n too small (n = {n}; tests need >= {MIN_TEST_N} seeds)"
+        return out
+    from scipy import stats
+
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if np.all(diffs == diffs[0]):
+            notes.append("t-test undefined: every difference is the same")
+        else:
+            out["t_test_p"] = _clean(float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue))
+        if np.all(diffs == 0):
+            notes.append("Wilcoxon undefined: every difference is zero")
+        else:
+            try:
+                out["wilcoxon_p"] = _clean(float(stats.wilcoxon(diffs).pvalue))
+            except ValueError as exc:
+                notes.append(f"Wilcoxon: {exc}")
+    out["test"] = "paired t-test and Wilcoxon signed-rank (two-sided)" + (f"; {'; '.join(notes)}" if notes else "")
+    return out
+
+
+def summarize(runs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], winner: str = "winner") -> dict[str, Any]:
+    """split -> metric -> {"methods": {m: describe + values}, "paired": {m: winner - m}} from ``runs``."""
+    table: dict[str, dict[str, dict[str, dict[Any, float]]]] = {}
+    for entry in runs.values():
+        for split, metrics in entry.get("splits", {}).items():
+            for metric, value in metrics.items():
+                table.setdefault(split, {}).setdefault(metric, {}).setdefault(entry["method"], {})[entry["seed"]] = value
+    out: dict[str, Any] = {}
+    for split, by_metric in table.items():
+        out[split] = {}
+        for metric, by_method in by_metric.items():
+            per = {
+                m: {**describe(list(by_method[m].values())), "values": {str(s): v for s, v in sorted(by_method[m].items())}}
+                for m in methods
+                if m in by_method
+            }
+            paired = {
+                m: paired_comparison(by_method[winner], by_method[m])
+                for m in methods
+                if m != winner and m in by_method and winner in by_method
+            }
+            out[split][metric] = {"methods": per, "paired": paired}
+    return out
+
+
+# -- the run ------------------------------------------------------------------------------
+def open_run(run_dir: Path) -> Any:
+    """The run folder's ``Run`` (settings from config.json), without rewriting config.json."""
+    from heterosearch.pipeline import CONFIG_FILE, Run, RunConfig
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); make one with `heterosearch run`")
+    stored = dict(read_json(run_dir / CONFIG_FILE)["config"])
+    stored["proxies"] = tuple(stored.get("proxies", ()))
+    stored["out"] = str(run_dir)
+    return Run(cfg=RunConfig(**stored), out=run_dir)
+
+
+def model_factory(run: Any, seed: int) -> Any:
+    """A fresh base model whose classifier head is initialised from ``seed``."""
+    from heterosearch.models import load_model
+
+    def make() -> Any:
+        model, _ = load_model(run.model_path, run.spec.num_labels, seed)
+        return model
+
+    return make
+
+
+def _train_config(run: Any, train_epochs: float | None, max_train_steps: int | None) -> Any:
+    from heterosearch.train import TrainConfig
+
+    return TrainConfig(
+        epochs=train_epochs if train_epochs is not None else run.cfg.train_epochs,
+        max_steps=max_train_steps if max_train_steps is not None else run.cfg.max_train_steps,
+        batch_size=run.cfg.batch_size,
+        lr=run.cfg.lr,
+        max_length=run.cfg.max_length,
+        seed=run.cfg.seed,
+    )
+
+
+def _without_seed(cfg: Any) -> dict[str, Any]:
+    d = cfg.to_dict()
+    d.pop("seed", None)
+    return d
+
+
+def parse_methods(methods: str | Sequence[str] | None) -> list[str]:
+    if methods is None:
+        return list(METHODS)
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown verify method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
+    if "winner" not in names:
+        names.insert(0, "winner")  # every comparison is against the winner
+    return [m for m in METHODS if m in names]
+
+
+def _seed_list(seeds: int | Sequence[int], first: int) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise UserError(f"--seeds must be >= 1, got {seeds}")
+        return [first + i for i in range(seeds)]
+    return [int(s) for s in seeds]
+
+
+def _from_verify_json(run: Any, method: str, seed: int, plan: Planned, cfg: Any) -> dict[str, Any] | None:
+    """The run's own verify.json already trained winner and uniform q,v at the run's seed: reuse them."""
+    from heterosearch.pipeline import VERIFY_FILE
+
+    path = run.path(VERIFY_FILE)
+    if seed != run.cfg.seed or method not in ("winner", "uniform_qv") or not path.is_file():
+        return None
+    done = read_json(path)
+    label = "winner" if method == "winner" else "baseline"
+    entry = done.get(label)
+    if not entry or entry.get("allocation") != plan.allocation.to_dict() or done.get("train_config") != cfg.to_dict():
+        return None
+    return {
+        "params": entry["params"],
+        "head_params": entry.get("head_params"),
+        "splits": entry["splits"],
+        "steps": entry["steps"],
+        "train_loss": entry.get("train_loss"),
+        "seconds": entry.get("seconds"),
+        "tokens_per_second": entry.get("tokens_per_second"),
+        "source": VERIFY_FILE,
+    }
+
+
+def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str, Any]) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from heterosearch.train import train_allocation
+
+    cfg = replace(cfg, seed=seed)
+    factory = model_factory(run, seed)
+    label = f"{plan.method} s{seed}"
+    if plan.method == "adalora":
+        from heterosearch.verify.adalora import train_adalora
+
+        res = train_adalora(
+            factory, run.tokenizer, run.sites, plan.details["target_r"], plan.details["init_r"], run.space.lora.scaling,
+            run.encoded["train"], evals, run.spec, cfg, label=label,
+        )
+        return {
+            "params": res.params,
+            "params_lora_equivalent": res.params_lora_equivalent,
+            "params_allocated": res.params_allocated,
+            "target_r": res.target_r,
+            "init_r": res.init_r,
+            "final_ranks": res.final_ranks,
+            "adalora_schedule": res.schedule,
+            "head_params": res.head_params,
+            "splits": res.metrics,
+            "steps": res.steps,
+            "train_loss": res.train_loss,
+            "seconds": res.seconds,
+            "tokens_per_second": res.tokens_per_second,
+            "source": "trained",
+        }
+    assert plan.allocation is not None
+    extra: dict[str, Any] = {}
+    if "checkpoint" in inspect.signature(train_allocation).parameters:  # resumable mid-model when supported
+        extra["checkpoint"] = run.path("checkpoints") / f"verify-{plan.method}-s{seed}.pt"
+    res = train_allocation(
+        factory, run.tokenizer, run.all_sites, plan.allocation, run.space.lora.scaling,
+        run.encoded["train"], evals, run.spec, cfg, label=label, **extra,
+    )
+    if res.params != plan.params:
+        raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {plan.params}")
+    return {
+        "params": res.params,
+        "head_params": res.head_params,
+        "splits": res.metrics,
+        "steps": res.steps,
+        "train_loss": res.train_loss,
+        "seconds": res.seconds,
+        "tokens_per_second": res.tokens_per_second,
+        "source": "trained",
+    }
+
+
+def verify_run(
+    run_dir: Path | str,
+    seeds: int | Sequence[int] = 3,
+    methods: str | Sequence[str] | None = None,
+    train_epochs: float | None = None,
+    max_train_steps: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train every method for every seed (skipping finished pairs), then write the statistics."""
+    from heterosearch.pipeline import SCORES_FILE, load_winner
+    from heterosearch.proxies import Scores
+
+    t_start = time.perf_counter()
+    run = open_run(Path(run_dir))
+    names = parse_methods(methods)
+    seed_list = _seed_list(seeds, run.cfg.seed)
+    budget = run.require_budget()
+    winner, _ = load_winner(run)
+    scores = Scores.load(run.path(SCORES_FILE)) if run.path(SCORES_FILE).is_file() else None
+    grad_norm = scores.curves.get("grad_norm") if scores is not None else None
+    cfg = _train_config(run, train_epochs, max_train_steps)
+
+    target = winner.params(run.site_map)
+    fixed = plan_baselines(
+        run.sites, run.baseline_roles(), run.space.lora.ranks, budget, winner, grad_norm,
+        seed=run.cfg.seed, methods=[m for m in names if m != "random"], target=target,
+    )
+    unavailable = {m: p for m, p in fixed.items() if isinstance(p, str)}
+    plans: dict[str, Planned] = {m: p for m, p in fixed.items() if isinstance(p, Planned)}
+    for m, why in unavailable.items():
+        say(f"[yellow]verify: skipping {m}: {why}[/yellow]")
+
+    path = run.path(VERIFY_SEEDS_FILE)
+    state: dict[str, Any] = read_json(path) if path.is_file() and not overwrite else {}
+    if state and state.get("train_config") != _without_seed(cfg):
+        raise UserError(
+            f"{path} was trained with other settings ({state.get('train_config')}); "
+            "pass the same --train-epochs/--max-train-steps, or --overwrite to start over"
+        )
+    runs: dict[str, Any] = state.get("runs", {})
+    method_info: dict[str, Any] = dict(state.get("methods", {}))
+    for m, p in plans.items():
+        method_info[m] = p.to_dict()
+    state.update(
+        {
+            "format_version": FORMAT_VERSION,
+            "run": str(run.out),
+            "task": run.cfg.task,
+            "model": run.cfg.model or "all-MiniLM-L6-v2",
+            "budget": budget,
+            "winner_params": target,
+            "metric": run.spec.main_metric,
+            "seeds": sorted(set(state.get("seeds", [])) | set(seed_list)),
+            "methods_order": [m for m in METHODS if m in set(names) | set(method_info)],
+            "methods": method_info,
+            "unavailable": unavailable,
+            "train_config": _without_seed(cfg),
+            "runs": runs,
+        }
+    )
+    run.tokenizer  # noqa: B018  (loads the tokenizer; drop the model it loaded alongside)
+    run.__dict__.pop("_first_model", None)
+    evals = {k: v for k, v in run.encoded.items() if k != "train"}
+    state["splits"] = sorted(evals)
+    state["test_split"] = "labelled" if "test" in evals else "no labels: dev only"
+    timings: dict[str, float] = dict(state.get("timings", {}))
+
+    for seed in seed_list:
+        for method in names:
+            if method in unavailable:
+                continue
+            plan = random_baseline(run.sites, run.space.lora.ranks, target, seed) if method == "random" else plans[method]
+            if method == "random":
+                method_info.setdefault("random", {"method": "random", "per_seed": {}})
+                method_info["random"].setdefault("per_seed", {})[str(seed)] = plan.to_dict()
+                method_info["random"].update({"name": "random allocations drawn from the space (one per seed)", "rule": plan.rule, "target": target})
+            key = f"{method}/{seed}"
+            alloc = plan.allocation.to_dict() if plan.allocation is not None else None
+            old = runs.get(key)
+            if old and old.get("allocation") == alloc and old.get("planned_params") == plan.params:
+                continue
+            t0 = time.perf_counter()
+            entry = _from_verify_json(run, method, seed, plan, _train_config_seeded(cfg, seed))
+            if entry is None:
+                entry = _train_one(run, plan, seed, cfg, evals)
+            entry = {
+                "method": method,
+                "seed": seed,
+                "name": plan.name,
+                "allocation": alloc,
+                "planned_params": plan.params,
+                "target": target,
+                "gap": (entry["params"] - target) / target,
+                **entry,
+            }
+            runs[key] = entry
+            timings[key] = time.perf_counter() - t0
+            state["timings"] = timings
+            write_json(path, state)
+            main = entry["splits"].get("dev", {}).get(run.spec.main_metric)
+            say(f"verify: {method} seed {seed}: dev {run.spec.main_metric} "
+                f"{'-' if main is None else f'{100 * main:.1f}'} ({entry['params']:,} params, {timings[key]:.0f}s)")
+    state["summary"] = summarize({k: v for k, v in runs.items() if v["seed"] in state["seeds"]}, state["methods_order"])
+    timings["last_invocation"] = time.perf_counter() - t_start
+    state["timings"] = timings
+    write_json(path, state)
+    return state
+
+
+def _train_config_seeded(cfg: Any, seed: int) -> Any:
+    from dataclasses import replace
+
+    return replace(cfg, seed=seed)
