@@ -28,14 +28,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _budget(value: Optional[str]) -> Optional[int]:
+    """Parse --budget; a bad value is a UserError, so it gets the one-line `error:` treatment.
+
+    (typer.BadParameter would print a multi-line, terminal-width boxed usage panel instead.)
+    """
     if value is None:
         return None
     from heterosearch.space.budget import parse_budget
 
-    try:
-        return parse_budget(value)
-    except UserError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    return parse_budget(value)
 
 
 def user_errors(fn: F) -> F:
@@ -46,7 +47,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo("error: " + " ".join(str(exc).split()), err=True)  # one line, whatever the library said
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: finished work is kept in the run folder; rerun with --resume to continue", err=True)
@@ -67,6 +68,7 @@ TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (finished trials of 
 EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification training epochs.")]
 StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]
 BatchesOpt = Annotated[int, typer.Option("--score-batches", help="Training minibatches the proxies see.")]
+StorageOpt = Annotated[Optional[str], typer.Option(help="Study storage: a postgresql:// URL lets `heterosearch worker` join (default: RUN/study.journal).")]
 
 
 def _print_summary(results: dict[str, Any]) -> None:
@@ -115,6 +117,7 @@ def run(
     data_dir: DataOpt = None,
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
+    storage: StorageOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
 ) -> None:
@@ -128,7 +131,8 @@ def run(
     if b is None:
         raise UserError("missing --budget (e.g. --budget 0.5M)")
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
-                    max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches)
+                    max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
+                    storage=storage)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     _print_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")
@@ -165,6 +169,7 @@ def search(
     budget: BudgetOpt = None,
     proxy: Annotated[Optional[str], typer.Option(help="Proxy to maximise [default: the run's].")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials [default: the run's].")] = None,
+    storage: StorageOpt = None,
 ) -> None:
     """Search the allocation under the budget (Optuna + exact optimum) into RUN/search.json.
 
@@ -172,7 +177,7 @@ def search(
     """
     from heterosearch.pipeline import Run, stage_score, stage_search
 
-    r = Run.reopen(run_dir, budget=_budget(budget), proxy=proxy, trials=trials)
+    r = Run.reopen(run_dir, budget=_budget(budget), proxy=proxy, trials=trials, storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
     typer.echo(f"winner: {winner.params(r.site_map):,} adapter parameters; wrote {r.out}/search.json")
@@ -213,6 +218,26 @@ def train(
     _print_summary(results)
 
 
+@app.command()
+@user_errors
+def worker(
+    storage: Annotated[str, typer.Option(help="The search's storage: postgresql://USER:PASSWORD@HOST:PORT/DB (or a journal file).")],
+    study: Annotated[Optional[str], typer.Option(help="Study name (printed by `run --storage`) (default: the only study).")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Stop when the study has this many finished trials (default: the study's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampler seed of this worker (default: random; give each worker its own).")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the study to appear (start workers before `run` has scored).")] = 0.0,
+    heartbeat: Annotated[int, typer.Option(help="Seconds between heartbeats; a trial silent for 3x this is failed and retried.")] = 10,
+) -> None:
+    """Join a running search from another process or machine (needs no model or data).
+
+    Example: heterosearch worker --storage postgresql://hs:secret@db:5432/hs --study mrpc-lora-500000-spectral-s0
+    """
+    from heterosearch.search.worker import run_worker
+
+    res = run_worker(storage, study_name=study, n_trials=trials, seed=seed, wait=wait, heartbeat=heartbeat)
+    typer.echo(f"worker: ran {res.ran} trials; study {res.study_name!r} has {res.complete}/{res.target} finished trials")
+
+
 @app.command("ls")
 @user_errors
 def ls() -> None:
@@ -249,6 +274,91 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Search-space YAML
     for f in files:
         sp = load_space(f)
         typer.echo(f"ok {f}: {sp.name} v{sp.version}, kinds {', '.join(sp.kinds)}")
+
+
+@app.command()
+@user_errors
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder made by `run` (needs search.json).")],
+    seeds: Annotated[int, typer.Option(help="Training seeds per method (the run's seed and the next ones).")] = 3,
+    methods: Annotated[Optional[str], typer.Option(help="Comma list from winner,uniform_qv,uniform_all,random,heterolora,adalora (default: all).")] = None,
+    train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the run's).")] = None,
+    max_train_steps: StepsOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard RUN/verify_seeds.json and retrain every pair.")] = False,
+) -> None:
+    """Train the winner and strong baselines at the same budget over seeds; paired statistics into RUN/verify_seeds.json.
+
+    Finished (method, seed) pairs are kept: rerun with more --seeds to add seeds.
+    Example: heterosearch verify runs/demo --seeds 5
+    """
+    from heterosearch.report.render import render_run_report
+    from heterosearch.verify import verify_run
+
+    state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
+                       max_train_steps=max_train_steps, overwrite=overwrite)
+    metric = state["metric"]
+    block = state["summary"].get("dev", {}).get(metric, {})
+    for m, d in block.get("methods", {}).items():
+        pair = block.get("paired", {}).get(m)
+        extra = "" if not pair else (f"  winner - {m}: {100 * pair['mean_diff']:+.1f} points"
+                                     + (f" (t-test p {pair['t_test_p']:.3f})" if pair.get("t_test_p") is not None else f" ({pair.get('test', '')})"))
+        std = "" if d["std"] is None else f" ± {100 * d['std']:.1f}"
+        typer.echo(f"{m:<12} dev {metric} {100 * d['mean']:.1f}{std} (n={d['n']}){extra}")
+    report = render_run_report(run_dir)
+    typer.echo(f"wrote {Path(run_dir) / 'verify_seeds.json'} and {report}")
+
+
+@app.command("rank-report")
+@user_errors
+def rank_report_cmd(
+    budget: BudgetOpt = None,
+    task: TaskOpt = "mrpc",
+    space: SpaceOpt = "lora",
+    samples: Annotated[int, typer.Option(help="Random allocations to sample at the budget.")] = 20,
+    steps: Annotated[int, typer.Option(help="Training steps per sample (a cheaper fidelity than `verify`).")] = 30,
+    seeds: Annotated[str, typer.Option(help="The two training seeds (their agreement is the noise ceiling).")] = "0,1",
+    model: ModelOpt = None,
+    data_dir: DataOpt = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/rank-TASK-SPACE-BUDGET-nSAMPLES-kSTEPS).")] = None,
+    score_batches: BatchesOpt = 8,
+    seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
+) -> None:
+    """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
+
+    Example: heterosearch rank-report --task mrpc --space lora --samples 20 --budget 0.5M --steps 30
+    """
+    from heterosearch.report.render import render_run_report
+    from heterosearch.verify import rank_report
+
+    b = _budget(budget)
+    if b is None:
+        raise UserError("missing --budget (e.g. --budget 0.5M)")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds takes two integers like 0,1, got {seeds!r}") from None
+    rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps, seeds=seed_list, out=out,
+                      model=model, data_dir=data_dir, score_batches=score_batches, seed=seed)
+    for p, st in rep["proxies"].items():
+        typer.echo(f"{p:<10} rho {st['spearman']['value'] or 0:+.2f}  tau {st['kendall']['value'] or 0:+.2f}  "
+                   f"top-{rep['k']} precision {st['top_k_precision']['value'] or 0:.2f}")
+    nc = rep["noise_ceiling"]
+    typer.echo(f"{'ceiling':<10} rho {nc['spearman']['value'] or 0:+.2f}  tau {nc['kendall']['value'] or 0:+.2f}  (seed vs seed)")
+    report = render_run_report(rep["out"])
+    typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
+
+
+@app.command("report")
+@user_errors
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="Run folder (run, verify and/or rank-report outputs).")]) -> None:
+    """Render RUN/report.md with its figures (RUN/plots/*.png) from the folder's JSON files only.
+
+    Example: heterosearch report runs/demo
+    """
+    from heterosearch.report.render import render_run_report
+
+    path = render_run_report(run_dir)
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -54,6 +54,7 @@ class RunConfig:
     max_length: int = 128
     lr: float = 5e-4
     proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
+    storage: str | None = None  # study storage: None = RUN/study.journal; a postgresql:// URL lets workers join
 
     def __post_init__(self) -> None:
         from heterosearch.proxies import PROXIES
@@ -115,17 +116,28 @@ class Run:
         if out.exists() and not out.is_dir():
             raise UserError(f"output path {out} exists and is not a folder")
         if existing.is_file():
-            if overwrite:
-                shutil.rmtree(out)
-            elif resume:
+            if resume and not overwrite:
                 old = read_json(existing).get("config", {})
                 diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k) != v]
                 if diff:
                     raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
-            else:
+            elif not overwrite:
                 raise UserError(f"output folder {out} holds an earlier run; pass --resume to continue it or --overwrite to replace it")
         elif out.is_dir() and any(out.iterdir()) and not overwrite and not resume:
             raise UserError(f"output folder {out} is not empty and is not a heterosearch run; pick another --out")
+        run = cls(cfg=cfg, out=out)
+        run.check_budget()  # bad input is answered before anything is created or replaced
+        _ = run.data  # so are missing data and malformed rows
+        if cfg.storage is not None:  # fail now, not after minutes of scoring
+            from heterosearch.search.study import check_storage
+
+            check_storage(cfg.storage)
+        if existing.is_file() and overwrite:
+            shutil.rmtree(out)
+            if cfg.storage is not None:  # a shared storage outlives the folder: drop the old study too
+                from heterosearch.search.study import default_study_name, delete_study
+
+                delete_study(cfg.storage, default_study_name(out, cfg.storage))
         try:
             out.mkdir(parents=True, exist_ok=True)
             probe = out / ".write-test"
@@ -133,8 +145,6 @@ class Run:
             probe.unlink()
         except OSError as exc:
             raise UserError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
-        run = cls(cfg=cfg, out=out)
-        run.check_budget()
         run.save_config()
         return run
 
@@ -215,9 +225,20 @@ class Run:
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        config = AutoConfig.from_pretrained(self.model_path, num_labels=self.spec.num_labels)
-        with torch.device("meta"):
-            return AutoModelForSequenceClassification.from_config(config)
+        from heterosearch.models.loading import _first_line, _hub_reachable
+
+        local = Path(self.model_path).is_dir()
+        try:  # a folder without config.json, an unknown architecture, an unreachable hub: one line, no traceback
+            config = AutoConfig.from_pretrained(
+                self.model_path, num_labels=self.spec.num_labels, local_files_only=not local and not _hub_reachable()
+            )
+            with torch.device("meta"):
+                return AutoModelForSequenceClassification.from_config(config)
+        except Exception as exc:
+            raise UserError(
+                f"cannot load model {self.cfg.model or self.model_path!r}: {_first_line(exc)} "
+                "(pass --model PATH to a Hugging Face model folder with config.json)"
+            ) from None
 
     @cached_property
     def sites(self) -> list[Any]:
@@ -334,7 +355,10 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     roles = run.baseline_roles()
     enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, problem.ranks)
     enqueue = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else None
-    result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=enqueue)
+    from heterosearch.search.study import default_study_name
+
+    result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=enqueue,
+                        storage=run.cfg.storage, study_name=default_study_name(run.out, run.cfg.storage))
     use_exact = result.exact_objective >= result.best_objective
     winner = Allocation(lora=result.exact_allocation if use_exact else result.best_allocation)
     summary = {
@@ -352,7 +376,8 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "winner_source": "exact" if use_exact else "optuna",
         "optuna_allocation": result.best_allocation,
         "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},
-        "study": STUDY_FILE,
+        "study": STUDY_FILE if run.cfg.storage is None else result.storage,
+        "study_name": result.study_name,
         "winner": winner.to_dict(),
         "history": result.history,
     }
@@ -412,7 +437,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
         t0 = time.perf_counter()
         res = train_allocation(
             run.new_model, run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
-            run.encoded["train"], evals, run.spec, cfg, label=label,
+            run.encoded["train"], evals, run.spec, cfg, label=label, checkpoint=run.path("checkpoints") / f"{label}.pt",
         )
         expected = alloc.params(run.site_map)
         if res.params != expected:
@@ -427,6 +452,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
             "train_loss": res.train_loss,
             "seconds": res.seconds,
             "tokens_per_second": res.tokens_per_second,
+            "resumed_from_step": res.resumed_from,
             "allocation": alloc.to_dict(),
         }
         done[label] = entry

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,36 @@ def check_scores(proxy: str, curves: dict[str, list[float]]) -> None:
         raise ProxyError(f"proxy {proxy!r} is degenerate here: every site scores {first[0]:g} at rank 1")
 
 
+@contextmanager
+def _site_workers(n_sites: int) -> Iterator[Any]:
+    """A pool of one worker per torch thread, each running single-threaded torch ops.
+
+    torch's intra-op thread count is restored on exit. Results do not depend on the number
+    of workers: every site is computed by one call, in full, on one thread.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    workers = max(1, min(threads, n_sites))
+    if workers == 1:
+        yield _Serial()
+        return
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heterosearch-curves") as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _Serial:
+    """The pool interface, in the calling thread."""
+
+    @staticmethod
+    def map(fn: Any, items: Any) -> Iterator[Any]:
+        return map(fn, items)
+
+
 def score_candidates(
     model: Any,
     sites: Sequence[Any],
@@ -112,18 +144,26 @@ def score_candidates(
 
     if keep_grads is not None:
         keep_grads.update(grads)
-    adapters = {s.key: virtual_adapter(s, r_max, seed) for s in sites}
     curves: dict[str, dict[str, list[float]]] = {}
-    for name, proxy in kinds.items():
+    # The curves are many small, independent per-site problems (an SVD or two small matmuls
+    # each): one single-threaded site per worker uses every core without OpenMP barriers
+    # inside tiny kernels, which cost more than the kernels (and stall badly on a busy machine).
+    with _site_workers(len(sites)) as pool:
         t0 = time.perf_counter()
-        per_site = {}
-        for s in sites:
-            A, B = adapters[s.key]
-            state = SiteState(grads[proxy.source][s.key], A, B, scaling)
-            per_site[s.key] = [float(v) for v in proxy.curve(state)]
-        check_scores(name, per_site)
-        curves[name] = per_site
-        timings[f"{name}_curves"] = time.perf_counter() - t0
+        adapters = dict(zip((s.key for s in sites), pool.map(lambda s: virtual_adapter(s, r_max, seed), sites)))
+        timings["virtual_adapters"] = time.perf_counter() - t0
+        for name, proxy in kinds.items():
+            t0 = time.perf_counter()
+            G = grads[proxy.source]
+
+            def curve(s: Any, proxy: Any = proxy, G: dict[str, torch.Tensor] = G) -> list[float]:
+                A, B = adapters[s.key]
+                return proxy.curve(SiteState(G[s.key], A, B, scaling)).tolist()
+
+            per_site = dict(zip((s.key for s in sites), pool.map(curve, sites)))
+            check_scores(name, per_site)
+            curves[name] = per_site
+            timings[f"{name}_curves"] = time.perf_counter() - t0
 
     site_rows = [
         {"key": s.key, "name": s.name, "layer": s.layer, "role": s.role, "d_in": s.d_in, "d_out": s.d_out}

@@ -76,7 +76,8 @@ def data_gradients(
             loss.backward()
             losses.append(float(loss.detach()))
             for site, w in zip(sites, ctx.weights):
-                grads[site.key] += _as_out_in(w.grad, site).double()  # type: ignore[arg-type]
+                # In-place float64 accumulation of the float32 gradient (exact cast, no temporary copy).
+                grads[site.key].add_(_as_out_in(w.grad, site))  # type: ignore[arg-type]
                 w.grad = None
     return grads, losses
 
@@ -87,19 +88,38 @@ def synflow_gradients(model: nn.Module, sites: Sequence[Site], seq_len: int = 16
     A copy is needed because every weight is replaced by its absolute value; the caller's
     model is not touched. Dropout is off (eval mode).
     """
-    twin = copy.deepcopy(model).double().eval()
-    with torch.no_grad():
-        for p in twin.parameters():
-            p.abs_()
+    twin = _abs_float64_twin(model)
     embed_dim = twin.get_input_embeddings().embedding_dim
     ones = torch.ones(1, seq_len, embed_dim, dtype=torch.float64)
     mask = torch.ones(1, seq_len, dtype=torch.long)
     with _OnlySiteGrads(twin, sites) as ctx:
         logits = twin(inputs_embeds=ones, attention_mask=mask).logits
         logits.sum().backward()
-        out = {s.key: _as_out_in(w.grad, s).detach().clone() for s, w in zip(sites, ctx.weights)}  # type: ignore[arg-type]
+        # The twin is dropped below, so its gradient tensors are handed out as they are (no copy).
+        out = {s.key: _as_out_in(w.grad, s).detach() for s, w in zip(sites, ctx.weights)}  # type: ignore[arg-type]
     del twin
     return out
+
+
+def _abs_float64_twin(model: nn.Module) -> nn.Module:
+    """A float64 copy of ``model`` with |W| for every parameter, built in one step.
+
+    Each parameter is copied once, straight to float64 and absolute value (no float32 copy
+    first). The input-embedding table is left out (an empty table) when nothing else uses
+    it, because the synflow pass feeds ``inputs_embeds`` and never reads it; on small
+    encoders that table is about half of all weights.
+    """
+    memo: dict[int, object] = {}
+    with torch.no_grad():
+        for p in model.parameters():
+            memo[id(p)] = nn.Parameter(p.detach().to(torch.float64, copy=True).abs_(), requires_grad=p.requires_grad)
+        embeddings = model.get_input_embeddings()
+        table = getattr(embeddings, "weight", None)
+        uses = sum(q is table for _, q in model.named_parameters(remove_duplicate=False))
+        if isinstance(embeddings, nn.Embedding) and table is not None and uses == 1:
+            memo[id(table)] = nn.Parameter(table.new_empty(0, table.shape[1], dtype=torch.float64), requires_grad=False)
+    twin = copy.deepcopy(model, memo)
+    return twin.double().eval()  # floating buffers; the parameters are float64 already
 
 
 def virtual_adapter(site: Site, r_max: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

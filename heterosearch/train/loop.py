@@ -3,14 +3,21 @@
 Defaults (``TrainConfig``) follow the prototype in measured.md: AdamW lr 5e-4, batch 32,
 max length 128, alpha = 2r, linear decay with 6 % warm-up. Winner and baselines train with
 the same seed, so they see the same data order, schedule and head initialisation.
+
+With ``checkpoint=PATH`` the loop saves every ``checkpoint_every`` steps the trainable
+tensors (adapters + head), optimizer, scheduler, step and RNG state, atomically, and a
+killed run resumes from there: the data stream is deterministic per (seed, epoch), so the
+resumed run sees the same batches, and the result equals an uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +41,7 @@ class TrainConfig:
     max_length: int = 128
     grouped_batches: bool = True
     seed: int = 0
+    checkpoint_every: int = 25  # steps between checkpoints when a checkpoint path is given (0 = never)
 
     def steps_for(self, n_examples: int) -> int:
         per_epoch = math.ceil(n_examples / self.batch_size)
@@ -53,6 +61,7 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
+    resumed_from: int = 0  # the step a checkpoint resumed this model from (0 = trained in one go)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,8 +96,15 @@ def train_allocation(
     spec: Any,
     cfg: TrainConfig,
     label: str = "train",
+    checkpoint: Path | None = None,
 ) -> TrainResult:
-    """Build a fresh model, apply ``allocation``, train the adapters and the head, evaluate."""
+    """Build a fresh model, apply ``allocation``, train the adapters and the head, evaluate.
+
+    ``checkpoint``: resume from this file if it holds a checkpoint of the same training
+    (allocation, schedule, settings), save to it every ``cfg.checkpoint_every`` steps, and
+    delete it once the model is trained and evaluated.
+    """
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     torch.manual_seed(cfg.seed)
     model = model_factory()
     apply_allocation(model, sites, allocation, scaling, seed=cfg.seed)
@@ -110,12 +126,31 @@ def train_allocation(
                 yield idx
             epoch += 1
 
-    model.train()
+    # What a checkpoint must match to be resumed: same allocation, length and settings.
+    fingerprint = {"label": label, "allocation": allocation.to_dict(), "steps": steps, "examples": len(train),
+                   "config": {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_every"}}
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
     losses: list[float] = []
     tokens = 0
+    start = 0
+    elapsed = 0.0  # training seconds before this process (resumed runs)
+    state = load_checkpoint(checkpoint, fingerprint, trained) if checkpoint is not None else None
+    if state is not None:
+        with torch.no_grad():
+            for name, p in trained.items():
+                p.copy_(state["trained"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses, tokens, elapsed = state["step"], list(state["losses"]), state["tokens"], state["seconds"]
+
+    model.train()
     t0 = time.perf_counter()
     stream = batches()
-    for _ in track(range(steps), f"train {label}", total=steps):
+    for _ in range(start):  # the data order is a pure function of (seed, epoch): skip what was trained
+        next(stream)
+    every = cfg.checkpoint_every if checkpoint is not None else 0
+    for step in track(range(start, steps), f"train {label}", total=steps - start):
         idx = next(stream)
         batch = collate(tokenizer, train, idx)
         tokens += int(batch["attention_mask"].sum())
@@ -125,9 +160,25 @@ def train_allocation(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
-    seconds = time.perf_counter() - t0
+        done = step + 1
+        if every and (done % every == 0 or done == steps):
+            assert checkpoint is not None
+            save_checkpoint(checkpoint, {
+                "fingerprint": fingerprint, "step": done, "trained": {n: p.detach() for n, p in trained.items()},
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(), "losses": losses, "tokens": tokens,
+                "seconds": elapsed + time.perf_counter() - t0,
+            })
+    seconds = elapsed + time.perf_counter() - t0
 
     metrics = {name: evaluate(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # this model is done; the caller records its result
+        if checkpoint.parent.name == "checkpoints":
+            try:
+                checkpoint.parent.rmdir()  # only if no other model's checkpoint is left
+            except OSError:
+                pass
     return TrainResult(
         params=n_adapter,
         head_params=n_head,
@@ -136,4 +187,45 @@ def train_allocation(
         seconds=seconds,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         metrics=metrics,
+        resumed_from=start,
     )
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, rename: never a torn checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, fingerprint: dict[str, Any], trained: Mapping[str, torch.nn.Parameter]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it belongs to this training, else None (it is then overwritten)."""
+    from heterosearch.progress import say
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable: start over rather than fail the run
+        say(f"[yellow]checkpoint {path} is unreadable ({type(exc).__name__}); training from the start[/yellow]")
+        return None
+    saved = state.get("trained", {}) if isinstance(state, dict) else {}
+    if (
+        not isinstance(state, dict)
+        or state.get("fingerprint") != fingerprint
+        or set(saved) != set(trained)
+        or any(saved[n].shape != p.shape for n, p in trained.items())
+    ):
+        say(f"[yellow]checkpoint {path} is from other settings; training from the start[/yellow]")
+        return None
+    say(f"[dim]{fingerprint['label']}: resuming from the checkpoint at step {state['step']}[/dim]")
+    return state
