@@ -87,7 +87,11 @@ def _print_summary(results: dict[str, Any]) -> None:
         if r:
             by_layer.setdefault(s["layer"], []).append(f"{s['role']}={r}")
     for layer, parts in sorted(by_layer.items()):
-        console.print(f"  L{layer}: {' '.join(parts)}")
+        console.print(f"  L{layer}: lora {' '.join(parts)}")
+    from heterosearch.report.markdown import element_lines
+
+    for line in element_lines(results["allocation"]):
+        console.print(f"  {line}")
     v = results.get("verify")
     if v:
         names = _metric_names(v["winner"])

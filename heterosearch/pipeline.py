@@ -181,10 +181,8 @@ class Run:
     @cached_property
     def space(self) -> SearchSpace:
         space = load_space(self.cfg.space)
-        searchable = {"lora"}
-        extra = sorted(set(space.kinds) - searchable)
-        if extra:
-            raise UserError(f"space {space.name!r} uses kinds {', '.join(extra)}, which `run` cannot search yet; use --space lora")
+        if "lora" not in space.kinds:
+            raise UserError(f"space {space.name!r} has no 'lora' section: every space adapts sites with LoRA at least")
         return space
 
     @cached_property
@@ -309,9 +307,11 @@ def stage_score(run: Run) -> Any:
     from heterosearch.tasks.batching import collate, train_batches
 
     path = run.path(SCORES_FILE)
+    other_kinds = sorted(set(run.space.kinds) - {"lora"})
     if path.is_file():
         scores = Scores.load(path)
-        if set(run.cfg.proxies) <= set(scores.curves):
+        have_kinds = all(k in scores.kinds.get("spectral", {}) or k in scores.undefined.get("spectral", {}) for k in other_kinds)
+        if set(run.cfg.proxies) <= set(scores.curves) and (have_kinds or "spectral" not in run.cfg.proxies):
             say(f"[dim]scores: reusing {path}[/dim]")
             return scores
     t0 = time.perf_counter()
@@ -319,9 +319,16 @@ def stage_score(run: Run) -> Any:
     idx = train_batches(enc, run.cfg.batch_size, run.cfg.seed, epoch=0)[: run.cfg.score_batches]
     batches = [collate(run.tokenizer, enc, i) for i in idx]
     model = run.__dict__.pop("_first_model", None) or run.new_model()
+    grads: dict[str, Any] = {}
     scores = score_candidates(
-        model, run.sites, batches, run.cfg.proxies, max(run.space.lora.ranks), run.space.lora.scaling, run.cfg.seed
+        model, run.sites, batches, run.cfg.proxies, max(run.space.lora.ranks), run.space.lora.scaling, run.cfg.seed,
+        keep_grads=grads,
     )
+    if other_kinds:
+        from heterosearch.proxies.kinds import score_kinds
+
+        scores.kinds, scores.undefined = score_kinds(model, run.sites, batches, run.space, grads, run.cfg.proxies, run.cfg.seed)
+    del grads
     scores.save(path)
     run.timings["score"] = time.perf_counter() - t0
     say(f"scores: {len(run.sites)} sites x {len(run.space.lora.ranks) - 1} ranks x {len(run.cfg.proxies)} proxies "
@@ -329,41 +336,28 @@ def stage_score(run: Run) -> Any:
     return scores
 
 
-def search_problem(run: Run, scores: Any) -> Any:
-    import numpy as np
-
-    from heterosearch.search import SearchProblem
-
-    ranks = list(run.space.lora.ranks)
-    if ranks[0] != 0:
-        ranks = [0, *ranks]  # "off" is always a choice, so the empty site costs nothing
-    keys = [s.key for s in run.sites]
-    raw = scores.table(run.cfg.proxy, ranks, keys)
-    top = raw.max()
-    # Normalise by the best single candidate so objectives read the same across proxies.
-    values = raw / top if top > 0 else raw
-    costs = np.array([[lora_params(s.d_in, s.d_out, r) for r in ranks] for s in run.sites], dtype=np.int64)
-    return SearchProblem(keys=keys, ranks=ranks, values=values, costs=costs, budget=run.require_budget())
-
-
 def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     """Optuna study + exact optimum of the same objective; the better one is the winner."""
     from heterosearch.search import run_search
 
-    t0 = time.perf_counter()
-    problem = search_problem(run, scores)
-    roles = run.baseline_roles()
-    enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, problem.ranks)
-    enqueue = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else None
-    from heterosearch.search.study import default_study_name
+    from heterosearch.search.build import build_problem, decode
+    from heterosearch.search.study import PARAM_PREFIX, default_study_name
 
+    t0 = time.perf_counter()
+    problem = build_problem(run.space, run.sites, scores, run.cfg.proxy, run.require_budget())
+    roles = run.baseline_roles()
+    enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, run.space.lora.ranks)
+    enq_lora = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else {}
+    enqueue = problem.baseline_choice({PARAM_PREFIX + k: r for k, r in enq_lora.items()}) if enq_rank else None
     result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=enqueue,
                         storage=run.cfg.storage, study_name=default_study_name(run.out, run.cfg.storage))
     use_exact = result.exact_objective >= result.best_objective
-    winner = Allocation(lora=result.exact_allocation if use_exact else result.best_allocation)
+    winner = decode(result.exact_choice if use_exact else result.best_choice, run.space, run.sites)
     summary = {
         "proxy": run.cfg.proxy,
-        "objective": "sum over sites of the proxy score at the chosen rank, divided by the best single candidate's score",
+        "objective": "sum of the chosen options' proxy scores (per-site LoRA ranks, shortcuts, one bank or MoS pool "
+        "per role), divided by the best single option's score",
+        "exact": result.exact,
         "best_objective": result.best_objective,
         "best_params": result.best_params,
         "exact_objective": result.exact_objective,
@@ -374,7 +368,7 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "seconds": result.seconds,
         "exact_seconds": result.exact_seconds,
         "winner_source": "exact" if use_exact else "optuna",
-        "optuna_allocation": result.best_allocation,
+        "optuna_allocation": decode(result.best_choice, run.space, run.sites).to_dict() if result.best_choice else {},
         "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},
         "study": STUDY_FILE if run.cfg.storage is None else result.storage,
         "study_name": result.study_name,
@@ -408,10 +402,16 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         seed=run.cfg.seed,
         versions=versions(),
     )
-    # PEFT reloads from base_model_name_or_path: give it a path it can load (the packaged copy).
-    config = lora_config(winner, sites, run.space.lora.alpha_ratio, base_model=run.model_path, task_type="SEQ_CLS")
-    save_lora_config(config, run.out)
-    check_peft_roundtrip(run._meta_model, run.out, data["params"])
+    # The LoRA part exports to PEFT; banks, pools and shortcuts are heterosearch's own
+    # (allocation.json + heterosearch.load_adapters). PEFT reloads from base_model_name_or_path:
+    # give it a path it can load (the packaged copy).
+    peft_part = Allocation(lora=winner.lora)
+    if peft_part.lora:
+        config = lora_config(peft_part, sites, run.space.lora.alpha_ratio, base_model=run.model_path, task_type="SEQ_CLS")
+        save_lora_config(config, run.out)
+        ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
+        check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
+    data["peft_params"] = peft_part.params(sites)
     return data
 
 
@@ -438,6 +438,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
         res = train_allocation(
             run.new_model, run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
             run.encoded["train"], evals, run.spec, cfg, label=label, checkpoint=run.path("checkpoints") / f"{label}.pt",
+            save_dir=run.out if label == "winner" else None,
         )
         expected = alloc.params(run.site_map)
         if res.params != expected:
@@ -464,7 +465,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
 
 
 def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: dict[str, Any] | None, scores: Any) -> dict[str, Any]:
-    from heterosearch.report.markdown import render_report
+    from heterosearch.report.render import render_run_report
 
     results = {
         "heterosearch_version": __version__,
@@ -486,9 +487,7 @@ def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: 
         "timings": run.timings,
     }
     write_json(run.path(RESULTS_FILE), results)
-    from heterosearch.export.files import write_text
-
-    write_text(run.path(REPORT_FILE), render_report(run.out))
+    render_run_report(run.out)
     return results
 
 

@@ -92,8 +92,14 @@ def test_solve_edge_cases() -> None:
     assert (r.choice, r.value, r.cost) == ([2, 1], 5.25, 30)
     r = solve(values, costs, 10**6)
     assert (r.choice, r.value, r.cost) == ([2, 2], 5.5, 40)
-    with pytest.raises(ValueError, match="knapsack too large"):
-        solve(values, costs // 10, 10**9)
+    # Too many capacity units for an exact DP: costs are rounded up to a coarser unit, so the
+    # answer stays feasible (and here is still the optimum), and Problem.solve says it is not exact.
+    r = solve(values, costs // 10, 10**9)
+    assert (r.choice, r.cost) == ([2, 2], 4)
+    from heterosearch.search.problem import Group, Problem
+
+    coarse = Problem(10**9, [Group("g", [0, 1], [0.0, 1.0], [0, 1])]).solve()
+    assert not coarse.exact and coarse.cost <= 10**9
 
 
 # ---------------------------------------------------------------- Optuna study

@@ -14,7 +14,7 @@ from typing import Any
 
 from heterosearch.errors import UserError
 from heterosearch.export.files import read_json, write_json
-from heterosearch.space.allocation import Allocation
+from heterosearch.space.allocation import Allocation, element_params
 from heterosearch.space.budget import lora_params
 
 FORMAT = "heterosearch.allocation"
@@ -37,6 +37,9 @@ def allocation_elements(allocation: Allocation, sites: Mapping[str, Any], alpha_
                 "params": lora_params(s.d_in, s.d_out, rank),
             }
         )
+    for kind, items in sorted(allocation.elements.items()):
+        for e in items:
+            rows.append({"kind": kind, **e, "params": element_params(kind, e, sites)})
     return rows
 
 

@@ -31,6 +31,23 @@ def allocation_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def element_lines(allocation: dict[str, Any]) -> list[str]:
+    """One line per non-LoRA element: banks, MoS pools, shortcuts (grouped by type)."""
+    lines = []
+    for b in allocation.get("bank", []):
+        lines.append(f"bank {b['role']}: {b['variant']} r={b['rank']} shared by layers {','.join(map(str, b['layers']))}")
+    for m in allocation.get("mos", []):
+        ranks = sorted(set(m["ranks"].values()))
+        lines.append(f"mos {m['role']}: pool r_e={m['r_e']} (l={m['shards']}, r_p={m['r_p']}), site rank {','.join(map(str, ranks))} "
+                     f"in layers {','.join(m['ranks'])}")
+    by_type: dict[str, list[str]] = {}
+    for e in sorted(allocation.get("shortcut", []), key=lambda e: e["layer"]):
+        by_type.setdefault(e["ctype"], []).append(f"L{e['layer']}={e['rank']}")
+    for ctype, parts in by_type.items():
+        lines.append(f"shortcut {ctype}: {' '.join(parts)}")
+    return lines
+
+
 def render_report(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     r = json.loads((run_dir / "results.json").read_text())
@@ -51,6 +68,9 @@ def render_report(run_dir: Path) -> str:
         allocation_table(r),
         "",
     ]
+    others = element_lines(r["allocation"])
+    if others:
+        out += ["Other elements (shared tensors counted once):", "", *[f"- {line}" for line in others], ""]
     v = r.get("verify")
     if v:
         names = _metric_names(v["winner"])

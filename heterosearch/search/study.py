@@ -36,7 +36,6 @@ import numpy as np
 
 from heterosearch.errors import UserError
 from heterosearch.progress import say, track
-from heterosearch.search.exact import solve
 
 PARAM_PREFIX = "rank."
 STUDY_NAME = "heterosearch"  # the study in a run folder's journal file
@@ -92,6 +91,17 @@ class SearchProblem:
             budget=int(data["budget"]),
         )
 
+    def as_problem(self) -> Any:
+        """The same problem as a ``search.problem.Problem`` (one ``rank.<site>`` group per site)."""
+        from heterosearch.search.problem import Group, Problem
+
+        groups = [
+            Group(PARAM_PREFIX + k, [int(r) for r in self.ranks], np.asarray(self.values[i], dtype=np.float64).tolist(),
+                  [int(c) for c in self.costs[i]])
+            for i, k in enumerate(self.keys)
+        ]
+        return Problem(budget=int(self.budget), groups=groups)
+
     def same_as(self, other: SearchProblem) -> bool:
         return (
             self.keys == other.keys
@@ -107,7 +117,7 @@ class SearchProblem:
 class SearchResult:
     best_objective: float
     best_params: int
-    best_allocation: dict[str, int]
+    best_allocation: dict[str, int]  # the LoRA part of best_choice: site -> rank
     exact_objective: float
     exact_params: int
     exact_allocation: dict[str, int]
@@ -118,6 +128,9 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     storage: str = ""  # the journal path or the URL without its password
     study_name: str = STUDY_NAME
+    best_choice: dict[str, Any] = field(default_factory=dict)  # Optuna parameters of the best feasible trial
+    exact_choice: dict[str, Any] = field(default_factory=dict)  # the same parameters at the exact optimum
+    exact: bool = True  # False if the DP had to round costs up to a coarser unit (still feasible)
 
     @property
     def ratio(self) -> float:
@@ -502,9 +515,8 @@ def run_search(
     seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    exact = solve(problem.values, problem.costs, problem.budget)
+    exact = (problem.as_problem() if isinstance(problem, SearchProblem) else problem).solve()
     exact_seconds = time.perf_counter() - t0
-    exact_alloc = {k: problem.ranks[j] for k, j in zip(problem.keys, exact.choice) if problem.ranks[j] > 0}
 
     complete_trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     feasible = [t for t in complete_trials if t.user_attrs.get("params", problem.budget + 1) <= problem.budget]
@@ -515,17 +527,20 @@ def run_search(
     ]
     if feasible:
         best = max(feasible, key=lambda t: t.value)
-        best_alloc = {k: int(best.params[PARAM_PREFIX + k]) for k in problem.keys if best.params[PARAM_PREFIX + k] > 0}
+        best_choice = dict(best.params)
         best_value, best_params = float(best.value), int(best.user_attrs["params"])
     else:
-        best_alloc, best_value, best_params = {}, 0.0, 0
+        best_choice, best_value, best_params = {}, 0.0, 0
     return SearchResult(
         best_objective=best_value,
         best_params=best_params,
-        best_allocation=best_alloc,
+        best_allocation=lora_part(best_choice),
         exact_objective=exact.value,
         exact_params=exact.cost,
-        exact_allocation=exact_alloc,
+        exact_allocation=lora_part(exact.choice),
+        best_choice=best_choice,
+        exact_choice=exact.choice,
+        exact=exact.exact,
         trials=len(complete_trials),
         feasible_trials=len(feasible),
         seconds=seconds,
@@ -534,6 +549,11 @@ def run_search(
         storage=describe(where),
         study_name=study_name,
     )
+
+
+def lora_part(choice: dict[str, Any]) -> dict[str, int]:
+    """Site -> rank of the ``rank.<site>`` parameters of a choice (rank 0 left out)."""
+    return {k[len(PARAM_PREFIX):]: int(v) for k, v in choice.items() if k.startswith(PARAM_PREFIX) and int(v) > 0}
 
 
 def default_study_name(run_dir: Path, storage: str | None) -> str:

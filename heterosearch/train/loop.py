@@ -97,6 +97,7 @@ def train_allocation(
     cfg: TrainConfig,
     label: str = "train",
     checkpoint: Path | None = None,
+    save_dir: Path | None = None,
 ) -> TrainResult:
     """Build a fresh model, apply ``allocation``, train the adapters and the head, evaluate.
 
@@ -172,6 +173,10 @@ def train_allocation(
     seconds = elapsed + time.perf_counter() - t0
 
     metrics = {name: evaluate(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    if save_dir is not None:  # trained adapters + head, reloadable with heterosearch.load_adapters
+        from heterosearch.export.loader import save_adapters
+
+        save_adapters(model, save_dir)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)  # this model is done; the caller records its result
         if checkpoint.parent.name == "checkpoints":
