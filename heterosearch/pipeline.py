@@ -283,14 +283,16 @@ class Run:
         if self.cfg.budget < cheapest:
             raise UserError(
                 f"budget {format_params(self.cfg.budget)} is below the cheapest allocation of space "
-                f"{self.space.name!r} on this model ({format_params(cheapest)} parameters: one site at rank {r_min})"
+                f"{self.space.name!r} on this model ({format_params(cheapest)} parameters: one site at rank {r_min}); "
+                f"pass --budget {cheapest} or more"
             )
         base = [s for s in self.sites if s.role in self.baseline_roles()]
         base_min = sum(lora_params(s.d_in, s.d_out, 1) for s in base)
         if self.cfg.budget < base_min:
             raise UserError(
                 f"budget {format_params(self.cfg.budget)} is below the cheapest baseline "
-                f"(uniform LoRA r=1 on {','.join(self.baseline_roles())}: {format_params(base_min)} parameters)"
+                f"(uniform LoRA r=1 on {','.join(self.baseline_roles())}: {format_params(base_min)} parameters); "
+                f"pass --budget {base_min} or more"
             )
 
     def baseline_allocation(self) -> tuple[Allocation, str]:

@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 from pathlib import Path
 from typing import Any
+
+
+def publish(tmp: str | Path, path: Path) -> None:
+    """Give a finished temp file the usual permissions (mkstemp makes 0600), then rename it into place."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -19,7 +28,7 @@ def write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -25,6 +25,7 @@ def save_adapters(model: Any, out_dir: Path) -> Path:
     from safetensors.torch import save_file
 
     from heterosearch.adapters.inject import adapter_state_dict
+    from heterosearch.export.files import publish
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -32,7 +33,7 @@ def save_adapters(model: Any, out_dir: Path) -> Path:
     os.close(fd)
     try:
         save_file(adapter_state_dict(model), tmp)
-        os.replace(tmp, out_dir / WEIGHTS_FILE)
+        publish(tmp, out_dir / WEIGHTS_FILE)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

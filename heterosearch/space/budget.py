@@ -27,7 +27,10 @@ def parse_budget(text: str | int | float) -> int:
     elif isinstance(text, float):
         value = text
     else:
-        m = _BUDGET_RE.match(str(text).replace("_", "").replace(",", ""))
+        cleaned = str(text).replace("_", "").replace(",", "")
+        if _BUDGET_RE.match(cleaned.strip().lstrip("-")) and cleaned.strip().startswith("-"):
+            raise UserError(f"budget must be a positive number of parameters, got {text!r} (e.g. --budget 0.5M)")
+        m = _BUDGET_RE.match(cleaned)
         if not m:
             raise UserError(
                 f"budget {text!r} is not a number of parameters (examples: 500000, 500k, 0.5M, 1.2e6)"
@@ -41,7 +44,7 @@ def parse_budget(text: str | int | float) -> int:
             value = mantissa * _SUFFIX[m.group(2).lower()]
     finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
     if not finite or value <= 0:
-        raise UserError(f"budget must be a positive number of parameters, got {text!r}")
+        raise UserError(f"budget must be a positive number of parameters, got {text!r} (e.g. --budget 0.5M)")
     if value != math.floor(value):
         raise UserError(f"budget {text!r} is not a whole number of parameters ({float(value):.15g})")
     if value > 10**13:
