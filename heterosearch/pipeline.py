@@ -448,13 +448,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
         entry = {
             "name": name,
             **res.metrics.get("dev", {}),
-            "params": res.params,
-            "head_params": res.head_params,
-            "splits": res.metrics,
-            "steps": res.steps,
-            "train_loss": res.train_loss,
-            "seconds": res.seconds,
-            "tokens_per_second": res.tokens_per_second,
+            **res.summary(),
             "resumed_from_step": res.resumed_from,
             "allocation": alloc.to_dict(),
         }

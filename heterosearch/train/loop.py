@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,18 @@ class TrainResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
     resumed_from: int = 0  # the step a checkpoint resumed this model from (0 = trained in one go)
 
+    def summary(self) -> dict[str, Any]:
+        """The fields every results file records for one trained model."""
+        return {
+            "params": self.params,
+            "head_params": self.head_params,
+            "splits": self.metrics,
+            "steps": self.steps,
+            "train_loss": self.train_loss,
+            "seconds": self.seconds,
+            "tokens_per_second": self.tokens_per_second,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -83,6 +95,24 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, ba
             order.extend(idx)
     labels = [enc.labels[i] for i in order]  # type: ignore[index]
     return compute_metrics(spec, preds, labels)
+
+
+def make_optimizer(trainable: list[torch.nn.Parameter], cfg: TrainConfig, steps: int) -> tuple[Any, Any]:
+    """AdamW with linear warm-up then linear decay to 0: the one schedule every method trains with."""
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = int(cfg.warmup * steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
+    )
+    return optimizer, schedule
+
+
+def batch_stream(train: Encoded, cfg: TrainConfig) -> Iterator[list[int]]:
+    """Endless index batches, epoch after epoch, seeded: the same data order for every method."""
+    epoch = 0
+    while True:
+        yield from train_batches(train, cfg.batch_size, cfg.seed, epoch, grouped=cfg.grouped_batches)
+        epoch += 1
 
 
 def train_allocation(
@@ -114,18 +144,7 @@ def train_allocation(
     n_head = sum(p.numel() for p in head_parameters(model).values())
 
     steps = cfg.steps_for(len(train))
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup * steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
-    )
-
-    def batches() -> Any:
-        epoch = 0
-        while True:
-            for idx in train_batches(train, cfg.batch_size, cfg.seed, epoch, grouped=cfg.grouped_batches):
-                yield idx
-            epoch += 1
+    optimizer, schedule = make_optimizer(trainable, cfg, steps)
 
     # What a checkpoint must match to be resumed: same allocation, length and settings.
     fingerprint = {"label": label, "allocation": allocation.to_dict(), "steps": steps, "examples": len(train),
@@ -147,7 +166,7 @@ def train_allocation(
 
     model.train()
     t0 = time.perf_counter()
-    stream = batches()
+    stream = batch_stream(train, cfg)
     for _ in range(start):  # the data order is a pure function of (seed, epoch): skip what was trained
         next(stream)
     every = cfg.checkpoint_every if checkpoint is not None else 0

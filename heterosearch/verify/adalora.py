@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from heterosearch.progress import track
-from heterosearch.tasks.batching import Encoded, collate, train_batches
+from heterosearch.tasks.batching import Encoded, collate
+from heterosearch.train.loop import batch_stream, make_optimizer
 
 
 @dataclass
@@ -95,24 +96,13 @@ def train_adalora(
     allocated = sum(p.numel() for parts in by_site.values() for p in parts.values())
     n_head = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n)
 
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup * steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
-    )
-
-    def batches() -> Any:
-        epoch = 0
-        while True:
-            for idx in train_batches(train, cfg.batch_size, cfg.seed, epoch, grouped=cfg.grouped_batches):
-                yield idx
-            epoch += 1
+    optimizer, schedule = make_optimizer(trainable, cfg, steps)  # the schedule every method trains with
 
     model.train()
     losses: list[float] = []
     tokens = 0
     t0 = time.perf_counter()
-    stream = batches()
+    stream = batch_stream(train, cfg)
     for step in track(range(steps), f"train {label}", total=steps):
         idx = next(stream)
         batch = collate(tokenizer, train, idx)

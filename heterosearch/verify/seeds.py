@@ -18,7 +18,6 @@ mean, std, t-test and Wilcoxon p}), ``timings``.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -247,25 +246,14 @@ def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str,
             "source": "trained",
         }
     assert plan.allocation is not None
-    extra: dict[str, Any] = {}
-    if "checkpoint" in inspect.signature(train_allocation).parameters:  # resumable mid-model when supported
-        extra["checkpoint"] = run.path("checkpoints") / f"verify-{plan.method}-s{seed}.pt"
     res = train_allocation(
         factory, run.tokenizer, run.all_sites, plan.allocation, run.space.lora.scaling,
-        run.encoded["train"], evals, run.spec, cfg, label=label, **extra,
+        run.encoded["train"], evals, run.spec, cfg, label=label,
+        checkpoint=run.path("checkpoints") / f"verify-{plan.method}-s{seed}.pt",
     )
     if res.params != plan.params:
         raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {plan.params}")
-    return {
-        "params": res.params,
-        "head_params": res.head_params,
-        "splits": res.metrics,
-        "steps": res.steps,
-        "train_loss": res.train_loss,
-        "seconds": res.seconds,
-        "tokens_per_second": res.tokens_per_second,
-        "source": "trained",
-    }
+    return {**res.summary(), "source": "trained"}
 
 
 def verify_run(
