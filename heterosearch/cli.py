@@ -58,12 +58,12 @@ def user_errors(fn: F) -> F:
 
 BudgetOpt = Annotated[Optional[str], typer.Option("--budget", "-b", help="Adapter-parameter budget: 500000, 500k, 0.5M, 1.2e6.")]
 TaskOpt = Annotated[str, typer.Option(help="GLUE task: mrpc, rte, stsb, sst2, cola.")]
-ModelOpt = Annotated[Optional[str], typer.Option(help="Hugging Face model name or local path [default: packaged all-MiniLM-L6-v2].")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Hugging Face model name or local path (default: the packaged all-MiniLM-L6-v2).")]
 SpaceOpt = Annotated[str, typer.Option(help="Search space: a name from search_spaces/ or a YAML path.")]
 ProxyOpt = Annotated[str, typer.Option(help="Proxy whose scores the search maximises (see `heterosearch ls`).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for data order, proxies, sampler and adapter init.")]
-DataOpt = Annotated[Optional[str], typer.Option("--data-dir", help="Folder in GLUE TSV layout (DIR/MRPC/train.tsv) [default: packaged MRPC, then the hub].")]
-OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder [default: runs/<task>-<space>-<budget>-<proxy>-s<seed>].")]
+DataOpt = Annotated[Optional[str], typer.Option("--data-dir", help="Folder in GLUE TSV layout (DIR/MRPC/train.tsv) (default: the packaged MRPC, then the hub).")]
+OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default: runs/TASK-SPACE-BUDGET-PROXY-sSEED).")]
 TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (finished trials of a resumed study count).")]
 EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification training epochs.")]
 StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]
@@ -171,8 +171,8 @@ def score(
 def search(
     run_dir: Annotated[Path, typer.Argument(help="Run folder made by `score` or `run`.")],
     budget: BudgetOpt = None,
-    proxy: Annotated[Optional[str], typer.Option(help="Proxy to maximise [default: the run's].")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Optuna trials [default: the run's].")] = None,
+    proxy: Annotated[Optional[str], typer.Option(help="Proxy to maximise (default: the run's).")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Optuna trials (default: the run's).")] = None,
     storage: StorageOpt = None,
 ) -> None:
     """Search the allocation under the budget (Optuna + exact optimum) into RUN/search.json.
