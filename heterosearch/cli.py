@@ -257,7 +257,12 @@ def ls() -> None:
     for name, path in available_spaces().items():
         sp = load_space(path)
         typer.echo(f"  {name:<10} v{sp.version}  kinds: {', '.join(sp.kinds)}  - {sp.description}")
-    typer.echo("adapter kinds:\n  lora       per-site LoRA, one rank per site (prefix hs_lora_)")
+    from heterosearch.adapters.kinds import ADAPTER_KINDS
+
+    typer.echo("adapter kinds:")
+    typer.echo("  lora       per-site LoRA, one rank per site (prefix hs_lora_)")
+    for name, kind in ADAPTER_KINDS.items():
+        typer.echo(f"  {name:<10} {kind.summary} (prefix {kind.prefix})")
     typer.echo("proxies:")
     for name, cls in PROXIES.items():
         typer.echo(f"  {name:<10} {cls.summary}")

@@ -207,7 +207,9 @@ def test_ls_lists_spaces_kinds_proxies_and_tasks(runner: CliRunner) -> None:
     positions = [out.index(s) for s in sections]
     assert positions == sorted(positions)
     spaces, kinds, proxies, tasks = (out[a:b] for a, b in zip(positions, [*positions[1:], len(out)]))
-    assert "lora" in spaces.split() and "lora" in kinds.split()
+    assert "lora" in spaces.split()
+    for kind in ("lora", "shortcut", "bank", "mos"):
+        assert kind in kinds.split()
     for name in PROXY_NAMES:
         assert name in proxies.split()
     for name in TASK_NAMES:
