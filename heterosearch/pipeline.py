@@ -367,6 +367,7 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "ratio": result.ratio,
         "trials": result.trials,
         "feasible_trials": result.feasible_trials,
+        "repaired_trials": sum(bool(h.get("repaired")) for h in result.history),
         "seconds": result.seconds,
         "exact_seconds": result.exact_seconds,
         "winner_source": "exact" if use_exact else "optuna",

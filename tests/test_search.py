@@ -154,9 +154,14 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     for t in trials:
         assert set(t.params) == names
         assert all(re.fullmatch(r"rank\.L\d+\.(q|v|ffn_in)", n) for n in t.params)
-        ranks = {n[len(PARAM_PREFIX):]: r for n, r in t.params.items()}
-        value, cost = problem.evaluate(ranks)
-        assert t.user_attrs["params"] == cost
+        asked = {n[len(PARAM_PREFIX):]: r for n, r in t.params.items()}
+        evaluated = asked
+        if "choice" in t.user_attrs:  # sampled over budget, evaluated after the greedy repair
+            assert problem.evaluate(asked)[1] > problem.budget
+            evaluated = {n[len(PARAM_PREFIX):]: r for n, r in t.user_attrs["choice"].items()}
+            assert all(evaluated[k] <= asked[k] for k in KEYS)  # repair only lowers ranks
+        value, cost = problem.evaluate(evaluated)
+        assert t.user_attrs["params"] == cost <= problem.budget
         assert t.value == pytest.approx(value)
         assert t.constraints == {"budget": cost - problem.budget}
     assert "rank.L3.v" in trials[0].params
@@ -168,8 +173,10 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     assert [t.user_attrs.get("source") for t in trials].count("baseline") == 1
 
     feasible = [t for t in trials if t.user_attrs["params"] <= problem.budget]
-    assert result.feasible_trials == len(feasible) >= 1
-    assert len(feasible) < 40  # the constraint bites: some sampled trials were over budget
+    assert result.feasible_trials == len(feasible) == 40
+    repaired = sum("choice" in t.user_attrs for t in trials)
+    assert 0 < repaired < 40  # the budget bites: some sampled points were over it and repaired
+    assert sum(h["repaired"] for h in result.history) == repaired
     assert result.best_params <= problem.budget
     assert result.best_objective == max(t.value for t in feasible)
     assert result.best_objective >= baseline.value
@@ -204,11 +211,12 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     assert [h["value"] for h in other.history] != [h["value"] for h in result.history]
 
 
-def test_run_search_without_feasible_trials(journal_dir: Path) -> None:
+def test_run_search_at_budget_zero_repairs_to_everything_off(journal_dir: Path) -> None:
     problem = synthetic_problem()
     problem.budget = 0  # only "everything off" fits, which random sampling does not hit in 3 trials
     result = run_search(problem, n_trials=3, seed=0, storage_path=journal_dir / "s.journal")
-    assert result.trials == 3
+    assert result.trials == result.feasible_trials == 3
+    assert all(h["repaired"] and h["params"] == 0 for h in result.history)
     assert (result.best_objective, result.best_params, result.best_allocation) == (0.0, 0, {})
     assert (result.exact_objective, result.exact_params, result.exact_allocation) == (0.0, 0, {})
     assert result.ratio == 1.0
@@ -231,3 +239,78 @@ def test_other_problem_on_the_same_journal_starts_over(journal_dir: Path) -> Non
     assert len(load_trials(journal)) == 3
     assert create_study(journal, "heterosearch", 0).user_attrs[PROBLEM_ATTR]["budget"] == 1000
     assert result.exact_params <= 1000
+
+
+def random_mixed_problem(rng: np.random.Generator) -> Any:
+    """Independent groups plus two roles with LoRA sites and bank/MoS-like alternatives."""
+    from heterosearch.search.problem import Group, Problem, RoleBlock
+
+    def group(key: str, n: int, off: Any = 0, labels: list[Any] | None = None) -> Group:
+        labels = labels or [off, *range(1, n)]
+        costs = [0, *sorted(int(c) for c in rng.integers(1, 60, n - 1))]
+        return Group(key, labels, [0.0, *rng.uniform(-0.1, 1.0, n - 1).tolist()], costs)
+
+    roles = [
+        RoleBlock(role, [group(f"rank.L{i}.{role}", 4) for i in range(3)],
+                  {"bank": group(f"bank.{role}", 3, labels=["off", "share_a:2", "share_ab:4"]),
+                   "mos": group(f"mos.{role}", 2, labels=["off", "mos:4"])})
+        for role in ("v", "o")
+    ]
+    groups = [group(f"shortcut.L{i}", 3) for i in range(2)]
+    return Problem(budget=int(rng.integers(0, 200)), groups=groups, roles=roles)
+
+
+def random_choice(problem: Any, rng: np.random.Generator) -> dict[str, Any]:
+    choice: dict[str, Any] = {g.key: g.labels[rng.integers(len(g.labels))] for g in problem.groups}
+    for rb in problem.roles:
+        mode = ["lora", *rb.alternatives][rng.integers(1 + len(rb.alternatives))]
+        choice[rb.mode_key] = mode
+        if mode == "lora":
+            choice.update({g.key: g.labels[rng.integers(len(g.labels))] for g in rb.lora})
+        else:
+            g = rb.alternatives[mode]
+            choice[g.key] = g.labels[1 + rng.integers(len(g.labels) - 1)]
+    return choice
+
+
+def test_repair_fits_the_budget_and_leaves_feasible_choices_alone() -> None:
+    rng = np.random.default_rng(0)
+    repaired = 0
+    for _ in range(300):
+        problem = random_mixed_problem(rng)
+        choice = random_choice(problem, rng)
+        value, cost = problem.evaluate(choice)
+        out = problem.repair(choice)
+        v2, c2 = problem.evaluate(out)
+        assert c2 <= problem.budget
+        if cost <= problem.budget:
+            assert out == choice
+        else:
+            repaired += 1
+            assert c2 < cost
+            # Every decision still in effect is at most as expensive as before.
+            for g, _ in problem._active(out):
+                before = choice.get(g.key, g.labels[0]) if g.key in choice else g.labels[0]
+                assert g.costs[g.index(out.get(g.key, g.labels[0]))] <= g.costs[g.index(before)]
+            assert v2 <= problem.solve().value + 1e-9
+    assert repaired > 50
+
+
+def test_repair_takes_the_cheapest_loss_per_parameter_first() -> None:
+    from heterosearch.search.problem import Group, Problem, RoleBlock
+
+    # a: each step down saves 10 parameters and loses 1.0 (0.1 per parameter);
+    # b: 2 -> 1 loses 0.2 (0.02 per parameter), 1 -> 0 loses 0.9 (0.09): b goes first, twice.
+    a = Group("rank.a", [0, 1, 2], [0.0, 1.0, 2.0], [0, 10, 20])
+    b = Group("rank.b", [0, 1, 2], [0.0, 0.9, 1.1], [0, 10, 20])
+    p = Problem(budget=30, groups=[a, b])
+    assert p.repair({"rank.a": 2, "rank.b": 2}) == {"rank.a": 2, "rank.b": 1}
+    p.budget = 10
+    assert p.repair({"rank.a": 2, "rank.b": 2}) == {"rank.a": 1, "rank.b": 0}
+    # An alternative mode at its cheapest option steps to "off": mode lora with every site off.
+    bank = Group("bank.v", ["off", "share_ab:4"], [0.0, 5.0], [0, 40])
+    role = RoleBlock("v", [Group("rank.L0.v", [0, 8], [0.0, 1.0], [0, 16])], {"bank": bank})
+    p = Problem(budget=20, groups=[a], roles=[role])
+    out = p.repair({"rank.a": 1, "mode.v": "bank", "bank.v": "share_ab:4"})
+    assert out == {"rank.a": 1, "mode.v": "lora", "rank.L0.v": 0}
+    assert p.evaluate(out) == (1.0, 10)

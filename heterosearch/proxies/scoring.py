@@ -94,7 +94,10 @@ def _site_workers(n_sites: int) -> Iterator[Any]:
         return
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heterosearch-curves") as pool:
+        # Each worker sets its own OpenMP/MKL thread count too: a new thread starts with the
+        # process default, and LAPACK calls (svdvals) would otherwise open a team per worker.
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heterosearch-curves",
+                                initializer=torch.set_num_threads, initargs=(1,)) as pool:
             yield pool
     finally:
         torch.set_num_threads(threads)

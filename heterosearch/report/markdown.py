@@ -58,7 +58,9 @@ def render_report(run_dir: Path) -> str:
         f"- model: `{r['model']}`; space: `{r['space']['name']}` v{r['space']['version']}; "
         f"proxy: `{r['proxy']}`; seed: {r['seed']}",
         f"- winner: **{r['params']:,}** adapter parameters (budget {r['budget']:,}; the task head is not charged)",
-        f"- search: {s['trials']} Optuna trials ({s['feasible_trials']} feasible) in {s['seconds']:.1f} s; "
+        f"- search: {s['trials']} Optuna trials ({s['feasible_trials']} feasible"
+        + (f", {s['repaired_trials']} of them after a greedy budget repair" if s.get("repaired_trials") else "")
+        + f") in {s['seconds']:.1f} s; "
         f"best feasible objective {s['best_objective']:.4f} = {100 * s['ratio']:.1f} % of the exact optimum "
         f"{s['exact_objective']:.4f}; exported: the {s['winner_source']} solution",
         f"- scoring state: {r['scoring']['scoring_state']}",

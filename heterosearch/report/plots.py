@@ -208,10 +208,16 @@ def search_history(search: Mapping[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     feas = [(h["number"], h["value"]) for h in history if h.get("feasible") and h.get("value") is not None]
     infeas = [(h["number"], h["value"]) for h in history if not h.get("feasible") and h.get("value") is not None]
+    # Repaired trials were sampled over budget and evaluated after the greedy repair (feasible).
+    repaired = [(h["number"], h["value"]) for h in history if h.get("feasible") and h.get("repaired") and h.get("value") is not None]
     if infeas:
         ax.scatter(*zip(*infeas), s=8, marker="x", color="0.65", label="infeasible (over budget)")
     if feas:
-        ax.scatter(*zip(*feas), s=10, color="tab:blue", label="feasible")
+        as_sampled = [p for p in feas if p not in set(repaired)]
+        if as_sampled:
+            ax.scatter(*zip(*as_sampled), s=10, color="tab:blue", label="feasible as sampled")
+        if repaired:
+            ax.scatter(*zip(*repaired), s=8, color="tab:orange", alpha=0.7, label="repaired to fit the budget")
         best, xs, ys = float("-inf"), [], []
         for n, v in sorted(feas):
             best = max(best, v)
