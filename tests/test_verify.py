@@ -278,6 +278,13 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     for c in rep["candidates"]:
         assert abs(c["params"] - BUDGET) <= 0.02 * BUDGET and set(c["acc"]) == {"0", "1"}
         assert c["mean"] == pytest.approx((c["acc"]["0"] + c["acc"]["1"]) / 2)
+        # Minus the dev loss per seed: a real, positive cross-entropy from the run's evaluation.
+        assert {s: -r["eval_loss"] for s, r in c["runs"].items()} == c["neg_loss"]
+        assert all(v < 0 for v in c["neg_loss"].values())
+    losses = [c["neg_loss_mean"] for c in rep["candidates"]]
+    assert len(set(losses)) == len(losses)  # the loss separates allocations (accuracy may tie)
+    assert rep["by_dev_loss"]["noise_ceiling"]["what"].startswith("the same statistics between the dev losses")
+    assert set(rep["by_dev_loss"]["proxies"]) == set(rep["proxies"])
     scores = json.loads((out / "scores.json").read_text())["curves"]
     c0 = rep["candidates"][0]
     assert c0["scores"]["spectral"] == pytest.approx(sum(scores["spectral"][k][r] for k, r in c0["allocation"]["lora"].items()))
@@ -297,7 +304,7 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     assert res.exit_code == 0, res.output
     assert counter.calls == [] and "spectral" in res.output and "ceiling" in res.output
     text = (out / "report.md").read_text()
-    assert "Proxy ranking quality" in text and "plots/proxy_vs_accuracy.png" in text
+    assert "Proxy ranking quality" in text and "plots/proxy_vs_accuracy.png" in text and "minus the mean dev loss" in text
     assert _png(out / "plots/proxy_vs_accuracy.png")
     bad = CliRunner().invoke(app, ["rank-report", "--budget", str(BUDGET), "--samples", "4", "--seeds", "0", "--out", str(out)])
     assert bad.exit_code == 2 and "two different seeds" in bad.output

@@ -143,7 +143,25 @@ def rank_section(r: Mapping[str, Any], plot: str | None) -> list[str]:
     ]
     if r.get("status") != "complete":
         return out + ["(partial: statistics are computed when every sample has been trained)", ""]
-    out += ["| score | Spearman rho | Kendall tau-b | top-k precision | CI method (rho / tau / top-k) |", "|---|---|---|---|---|"]
+    out += _rank_table(r)
+    loss = r.get("by_dev_loss")
+    if loss:
+        out += [f"The same statistics against minus the mean dev loss of the two seeds (higher = better). The loss "
+                f"still separates models when a short training leaves every one at the same {r['metric']} "
+                "(for example the majority class):", ""]
+        out += _rank_table(loss)
+    u = r.get("uniform")
+    if u and "mean" in u:
+        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} dev {r['metric']} "
+                f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
+    if plot:
+        out += [f"![proxy score against accuracy]({plot})", ""]
+    return out
+
+
+def _rank_table(r: Mapping[str, Any]) -> list[str]:
+    """One table: every proxy, the noise ceiling and the baselines, with their CIs."""
+    out = ["| score | Spearman rho | Kendall tau-b | top-k precision | CI method (rho / tau / top-k) |", "|---|---|---|---|---|"]
 
     def row(label: str, st: Mapping[str, Any]) -> str:
         methods = [st[k].get("method", "-") for k in ("spearman", "kendall", "top_k_precision")]
@@ -159,12 +177,6 @@ def rank_section(r: Mapping[str, Any], plot: str | None) -> list[str]:
     out.append(f"| baseline: random (expected) | {exp.get('spearman', 0):+.2f} | {exp.get('kendall', 0):+.2f} | "
                f"{exp.get('top_k_precision', 0):+.2f} | exact |")
     out.append("")
-    u = r.get("uniform")
-    if u and "mean" in u:
-        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} dev {r['metric']} "
-                f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
-    if plot:
-        out += [f"![proxy score against accuracy]({plot})", ""]
     return out
 
 

@@ -62,6 +62,7 @@ class TrainResult:
     tokens_per_second: float
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
     resumed_from: int = 0  # the step a checkpoint resumed this model from (0 = trained in one go)
+    eval_loss: dict[str, float] = field(default_factory=dict)  # split -> mean loss per example
 
     def summary(self) -> dict[str, Any]:
         """The fields every results file records for one trained model."""
@@ -69,6 +70,7 @@ class TrainResult:
             "params": self.params,
             "head_params": self.head_params,
             "splits": self.metrics,
+            "eval_loss": self.eval_loss,
             "steps": self.steps,
             "train_loss": self.train_loss,
             "seconds": self.seconds,
@@ -81,20 +83,36 @@ class TrainResult:
 
 def evaluate(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, batch_size: int) -> dict[str, float]:
     """Metrics of ``model`` on a labelled split (GLUE convention, fractions)."""
+    return evaluate_with_loss(model, tokenizer, enc, spec, batch_size)[0]
+
+
+def evaluate_with_loss(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, batch_size: int) -> tuple[dict[str, float], float]:
+    """(metrics, mean loss per example) on a labelled split.
+
+    The loss (cross-entropy; squared error for regression, as the model's training loss) is
+    kept because it still ranks models when the metric cannot: after a short training
+    every model may predict MRPC's majority class (same accuracy), yet their losses differ.
+    """
     from heterosearch.tasks import compute_metrics
 
     model.eval()
     preds: list[Any] = []
     order: list[int] = []
+    total = 0.0
     with torch.inference_mode():
         for idx in eval_batches(enc, batch_size):
             batch = collate(tokenizer, enc, idx)
-            batch.pop("labels", None)
+            labels = batch.pop("labels", None)
             logits = model(**batch).logits
+            if labels is not None:
+                if enc.regression:
+                    total += float(torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float(), reduction="sum"))
+                else:
+                    total += float(torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
             preds.extend(logits.squeeze(-1).tolist() if enc.regression else logits.argmax(-1).tolist())
             order.extend(idx)
-    labels = [enc.labels[i] for i in order]  # type: ignore[index]
-    return compute_metrics(spec, preds, labels)
+    labels_ = [enc.labels[i] for i in order]  # type: ignore[index]
+    return compute_metrics(spec, preds, labels_), total / max(1, len(order))
 
 
 def make_optimizer(trainable: list[torch.nn.Parameter], cfg: TrainConfig, steps: int) -> tuple[Any, Any]:
@@ -191,7 +209,8 @@ def train_allocation(
             })
     seconds = elapsed + time.perf_counter() - t0
 
-    metrics = {name: evaluate(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    evaluated = {name: evaluate_with_loss(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    metrics = {name: m for name, (m, _) in evaluated.items()}
     if save_dir is not None:  # trained adapters + head, reloadable with heterosearch.load_adapters
         from heterosearch.export.loader import save_adapters
 
@@ -212,6 +231,7 @@ def train_allocation(
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         metrics=metrics,
         resumed_from=start,
+        eval_loss={name: loss for name, (_, loss) in evaluated.items()},
     )
 
 

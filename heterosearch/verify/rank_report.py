@@ -12,6 +12,8 @@ NASLib's conventions (methods.md section 6):
   bootstrap 95 % confidence interval (BCa; percentile where BCa is undefined);
 - the sign of each proxy fixed in advance (higher score = better; no abs on rho);
 - the noise ceiling: the same statistics between the two training seeds' accuracies;
+- the same statistics against minus the dev loss (``by_dev_loss``): a short training often
+  leaves every allocation at MRPC's majority class, where accuracy ties but the loss ranks;
 - baselines: the parameter count as a score, a random score (and its expectation), and
   uniform LoRA on q,v at the same budget trained at the same fidelity.
 
@@ -249,7 +251,7 @@ def rank_report(
         t0 = time.perf_counter()
         res = train_allocation(model_factory(run, s), run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
                                run.encoded["train"], evals, run.spec, replace(train_cfg, seed=s), label=label)
-        return {"metrics": res.metrics["dev"], "steps": res.steps, "train_loss": res.train_loss,
+        return {"metrics": res.metrics["dev"], "eval_loss": res.eval_loss.get("dev"), "steps": res.steps, "train_loss": res.train_loss,
                 "seconds": time.perf_counter() - t0}
 
     for i, alloc in enumerate(allocs):
@@ -266,8 +268,7 @@ def rank_report(
             if str(s) not in entry["runs"]:
                 entry["runs"][str(s)] = train(alloc, s, f"sample {i + 1}/{len(allocs)} s{s}")
                 write_json(path, report)
-        entry["acc"] = {str(s): entry["runs"][str(s)]["metrics"][metric] for s in seeds}
-        entry["mean"] = float(np.mean(list(entry["acc"].values())))
+        _targets(entry, seeds, metric)
         say(f"rank-report: sample {i + 1}/{len(allocs)} ({entry['params']:,} params): "
             f"{metric} {', '.join(f'{100 * v:.1f}' for v in entry['acc'].values())}")
     timings["train_samples"] = sum(r["seconds"] for c in candidates for r in c["runs"].values())
@@ -280,8 +281,7 @@ def rank_report(
         for s in seeds:
             if str(s) not in uniform["runs"]:
                 uniform["runs"][str(s)] = train(uni_alloc, s, f"uniform s{s}")
-        uniform["acc"] = {str(s): uniform["runs"][str(s)]["metrics"][metric] for s in seeds}
-        uniform["mean"] = float(np.mean(list(uniform["acc"].values())))
+        _targets(uniform, seeds, metric)
         uniform["scores"] = {p: proxy_sum(scores.curves[p], uni_alloc) for p in proxies}
         means = np.array([c["mean"] for c in candidates])
         uniform["fraction_of_samples_above"] = float((means > uniform["mean"]).mean())
@@ -290,12 +290,26 @@ def rank_report(
 
     t0 = time.perf_counter()
     report.update(ranking_report(candidates, proxies, signs, seeds, n_resamples=n_resamples, seed=seed))
+    if all("neg_loss" in c for c in candidates):
+        report["by_dev_loss"] = ranking_report(candidates, proxies, signs, seeds, n_resamples=n_resamples, seed=seed,
+                                               target="neg_loss")
     timings["statistics"] = time.perf_counter() - t0
     timings["last_invocation"] = time.perf_counter() - t_start
     report["timings"] = timings
     report["status"] = "complete"
     write_json(path, report)
     return report
+
+
+def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str) -> None:
+    """Per-seed training outcomes of a trained entry: ``acc`` (the task metric) and, when recorded,
+    ``neg_loss`` (minus the dev loss, so higher is better for both), each with its seed mean."""
+    runs = [entry["runs"][str(s)] for s in seeds]
+    entry["acc"] = {str(s): r["metrics"][metric] for s, r in zip(seeds, runs)}
+    entry["mean"] = float(np.mean(list(entry["acc"].values())))
+    if all(r.get("eval_loss") is not None for r in runs):
+        entry["neg_loss"] = {str(s): -float(r["eval_loss"]) for s, r in zip(seeds, runs)}
+        entry["neg_loss_mean"] = float(np.mean(list(entry["neg_loss"].values())))
 
 
 def ranking_report(
@@ -305,9 +319,15 @@ def ranking_report(
     seeds: Sequence[int],
     n_resamples: int = 9999,
     seed: int = 0,
+    target: str = "acc",
 ) -> dict[str, Any]:
-    """The statistics section of rank_report.json from finished candidates."""
-    acc = np.array([c["mean"] for c in candidates])
+    """The statistics section of rank_report.json from finished candidates.
+
+    ``target``: ``acc`` (the task metric, per seed in ``c["acc"]``, mean in ``c["mean"]``) or
+    ``neg_loss`` (minus the dev loss, in ``c["neg_loss"]`` / ``c["neg_loss_mean"]``).
+    """
+    mean_key = "mean" if target == "acc" else f"{target}_mean"
+    acc = np.array([c[mean_key] for c in candidates])
     n = len(acc)
     k = top_k(n)
     stats_by_proxy = {
@@ -315,14 +335,14 @@ def ranking_report(
             **ranking_stats(signs[p] * np.array([c["scores"][p] for c in candidates]), acc, k, n_resamples, seed)}
         for p in proxies
     }
-    a0 = np.array([c["acc"][str(seeds[0])] for c in candidates])
-    a1 = np.array([c["acc"][str(seeds[1])] for c in candidates])
+    a0 = np.array([c[target][str(seeds[0])] for c in candidates])
+    a1 = np.array([c[target][str(seeds[1])] for c in candidates])
     random_score = np.random.default_rng([seed, 0xB45E]).random(n)
     return {
         "k": k,
         "proxies": stats_by_proxy,
         "noise_ceiling": {
-            "what": f"the same statistics between the accuracies of seed {seeds[0]} and seed {seeds[1]}",
+            "what": f"the same statistics between the {'accuracies' if target == 'acc' else 'dev losses'} of seed {seeds[0]} and seed {seeds[1]}",
             **ranking_stats(a0, a1, k, n_resamples, seed),
         },
         "baselines": {
