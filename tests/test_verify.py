@@ -305,7 +305,8 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     assert counter.calls == [] and "spectral" in res.output and "ceiling" in res.output
     text = (out / "report.md").read_text()
     assert "Proxy ranking quality" in text and "plots/proxy_vs_accuracy.png" in text and "minus the mean dev loss" in text
-    assert _png(out / "plots/proxy_vs_accuracy.png")
+    assert _png(out / "plots/proxy_vs_accuracy.png") and _png(out / "plots/proxy_vs_dev_loss.png")
+    assert "plots/proxy_vs_dev_loss.png" in text
     bad = CliRunner().invoke(app, ["rank-report", "--budget", str(BUDGET), "--samples", "4", "--seeds", "0", "--out", str(out)])
     assert bad.exit_code == 2 and "two different seeds" in bad.output
 

@@ -45,30 +45,38 @@ def _fmt(x: Any, digits: int = 2) -> str:
 
 
 # -- proxy score vs accuracy ---------------------------------------------------------------
-def proxy_vs_accuracy(report: Mapping[str, Any], path: Path) -> Path:
-    """Scatter of every proxy's score against trained accuracy (rank_report.json)."""
+def proxy_vs_accuracy(report: Mapping[str, Any], path: Path, target: str = "acc") -> Path:
+    """Scatter of every proxy's score against the trained outcome (rank_report.json).
+
+    ``target``: ``acc`` (dev metric, %) or ``neg_loss`` (drawn as the dev loss, lower = better;
+    its statistics are those of ``by_dev_loss``).
+    """
     import numpy as np
 
     plt = _plt()
-    cands = [c for c in report["candidates"] if "mean" in c]
+    loss = target == "neg_loss"
+    mean_key = "neg_loss_mean" if loss else "mean"
+    stats = report.get("by_dev_loss", {}) if loss else report
+    cands = [c for c in report["candidates"] if mean_key in c]
     panels: list[tuple[str, list[float], Mapping[str, Any] | None]] = [
-        (p, [c["scores"][p] for c in cands], report.get("proxies", {}).get(p)) for p in report["proxies_scored"]
+        (p, [c["scores"][p] for c in cands], stats.get("proxies", {}).get(p)) for p in report["proxies_scored"]
     ]
-    panels.append(("params (baseline)", [c["params"] for c in cands], report.get("baselines", {}).get("params")))
+    panels.append(("params (baseline)", [c["params"] for c in cands], stats.get("baselines", {}).get("params")))
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     seeds = [str(s) for s in report["seeds"]]
-    acc = np.array([100 * c["mean"] for c in cands])
-    lo = np.array([100 * min(c["acc"][s] for s in seeds) for c in cands])
-    hi = np.array([100 * max(c["acc"][s] for s in seeds) for c in cands])
+    scale = -1.0 if loss else 100.0  # loss: undo the sign; metric: percent
+    per_seed = np.array([[scale * c[target][s] for s in seeds] for c in cands]).reshape(len(cands), len(seeds))
+    y = np.array([scale * c[mean_key] for c in cands])
+    lo, hi = per_seed.min(axis=1), per_seed.max(axis=1)
     uniform = report.get("uniform")
     for ax, (name, xs, st) in zip(axes.flat, panels):
         x = np.asarray(xs, dtype=float)
-        ax.errorbar(x, acc, yerr=[acc - lo, hi - acc], fmt="o", ms=4, color="tab:blue", ecolor="tab:blue",
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", ms=4, color="tab:blue", ecolor="tab:blue",
                     elinewidth=0.8, alpha=0.8, label="sample (bar: 2 seeds)")
-        if uniform and "mean" in uniform:
-            ax.axhline(100 * uniform["mean"], color="tab:red", ls="--", lw=1, label="uniform q,v")
+        if uniform and mean_key in uniform:
+            ax.axhline(scale * uniform[mean_key], color="tab:red", ls="--", lw=1, label="uniform q,v")
         if st:
             ax.set_title(f"{name}\nrho {_fmt(st['spearman']['value'])}, tau {_fmt(st['kendall']['value'])}, "
                          f"top-k {_fmt(st['top_k_precision']['value'])}", fontsize=9)
@@ -77,7 +85,7 @@ def proxy_vs_accuracy(report: Mapping[str, Any], path: Path) -> Path:
         if x.size and x.min() > 0 and x.max() / x.min() > 100:
             ax.set_xscale("log")
         ax.set_xlabel("score" if "params" not in name else "adapter parameters", fontsize=8)
-        ax.set_ylabel(f"dev {report['metric']} (%)", fontsize=8)
+        ax.set_ylabel("dev loss (lower = better)" if loss else f"dev {report['metric']} (%)", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

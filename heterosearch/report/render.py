@@ -128,7 +128,7 @@ def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
     return out
 
 
-def rank_section(r: Mapping[str, Any], plot: str | None) -> list[str]:
+def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None = None) -> list[str]:
     """Markdown for rank_report.json: rank statistics per proxy with CIs, noise ceiling, baselines."""
     n = sum(1 for c in r["candidates"] if "mean" in c)
     out = [
@@ -156,6 +156,8 @@ def rank_section(r: Mapping[str, Any], plot: str | None) -> list[str]:
                 f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
     if plot:
         out += [f"![proxy score against accuracy]({plot})", ""]
+    if loss_plot:
+        out += [f"![proxy score against dev loss]({loss_plot})", ""]
     return out
 
 
@@ -223,11 +225,14 @@ def render_run_report(run_dir: Path | str) -> Path:
             plot = f"{PLOTS_DIR}/seed_spread.png"
         lines += verify_section(verify, plot)
     if ranking:
-        plot = None
+        plot = loss_plot = None
         if ranking.get("status") == "complete" and ranking["candidates"]:
             plots.proxy_vs_accuracy(ranking, plot_dir / "proxy_vs_accuracy.png")
             plot = f"{PLOTS_DIR}/proxy_vs_accuracy.png"
-        lines += rank_section(ranking, plot)
+            if ranking.get("by_dev_loss"):
+                plots.proxy_vs_accuracy(ranking, plot_dir / "proxy_vs_dev_loss.png", target="neg_loss")
+                loss_plot = f"{PLOTS_DIR}/proxy_vs_dev_loss.png"
+        lines += rank_section(ranking, plot, loss_plot)
     walls = []
     for name, doc in (("verify", verify), ("rank-report", ranking)):
         t = (doc or {}).get("timings", {})
