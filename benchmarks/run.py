@@ -913,8 +913,10 @@ def render(b: Bench, info: dict[str, Any], argv: list[str], total: float) -> str
         add("Scoring grows with the cost of one forward+backward (depth x width^2 x tokens) and not with the number of "
             "candidates: more rank choices only lengthen the per-site curves. The exact solve grows with sites x choices "
             "x budget units and stays far below a second here; Optuna's time grows with trials x sites (one suggested "
-            "parameter per site per trial), and at a fixed trial count its quality drops as the number of sites and "
-            "choices grows (the feasible region becomes a small corner of the space).")
+            "parameter per site per trial) and, through TPE's per-parameter density estimates, with the number of "
+            "choices per site. Because over-budget points are repaired, every trial is feasible at every size; "
+            f"at 100 trials the worst ratio to the exact optimum in these tables is "
+            f"{min(x['ratio'] for x in [*sl['depth_width'], *sl['candidates']]):.4f}.")
         add("")
     return "\n".join(L) + "\n"
 
