@@ -290,7 +290,7 @@ def test_repair_fits_the_budget_and_leaves_feasible_choices_alone() -> None:
             assert c2 < cost
             # Every decision still in effect is at most as expensive as before.
             for g, _ in problem._active(out):
-                before = choice.get(g.key, g.labels[0]) if g.key in choice else g.labels[0]
+                before = choice.get(g.key, g.labels[0])
                 assert g.costs[g.index(out.get(g.key, g.labels[0]))] <= g.costs[g.index(before)]
             assert v2 <= problem.solve().value + 1e-9
     assert repaired > 50

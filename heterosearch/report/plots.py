@@ -221,7 +221,8 @@ def search_history(search: Mapping[str, Any], path: Path) -> Path:
     if infeas:
         ax.scatter(*zip(*infeas), s=8, marker="x", color="0.65", label="infeasible (over budget)")
     if feas:
-        as_sampled = [p for p in feas if p not in set(repaired)]
+        fixed = set(repaired)
+        as_sampled = [p for p in feas if p not in fixed]
         if as_sampled:
             ax.scatter(*zip(*as_sampled), s=10, color="tab:blue", label="feasible as sampled")
         if repaired:

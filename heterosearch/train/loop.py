@@ -102,17 +102,17 @@ def evaluate_with_loss(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spe
     with torch.inference_mode():
         for idx in eval_batches(enc, batch_size):
             batch = collate(tokenizer, enc, idx)
-            labels = batch.pop("labels", None)
+            gold = batch.pop("labels", None)
             logits = model(**batch).logits
-            if labels is not None:
+            if gold is not None:
                 if enc.regression:
-                    total += float(torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float(), reduction="sum"))
+                    total += float(torch.nn.functional.mse_loss(logits.squeeze(-1).float(), gold.float(), reduction="sum"))
                 else:
-                    total += float(torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+                    total += float(torch.nn.functional.cross_entropy(logits.float(), gold, reduction="sum"))
             preds.extend(logits.squeeze(-1).tolist() if enc.regression else logits.argmax(-1).tolist())
             order.extend(idx)
-    labels_ = [enc.labels[i] for i in order]  # type: ignore[index]
-    return compute_metrics(spec, preds, labels_), total / max(1, len(order))
+    labels = [enc.labels[i] for i in order]  # type: ignore[index]
+    return compute_metrics(spec, preds, labels), total / max(1, len(order))
 
 
 def make_optimizer(trainable: list[torch.nn.Parameter], cfg: TrainConfig, steps: int) -> tuple[Any, Any]:
