@@ -307,6 +307,10 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     assert "Proxy ranking quality" in text and "plots/proxy_vs_accuracy.png" in text and "minus the mean dev loss" in text
     assert _png(out / "plots/proxy_vs_accuracy.png") and _png(out / "plots/proxy_vs_dev_loss.png")
     assert "plots/proxy_vs_dev_loss.png" in text
+    # The resumed invocation trained nothing, so the wall section must still add up the earlier trainings.
+    doc = json.loads((out / "rank_report.json").read_text())
+    trained = sum(r["seconds"] for c in doc["candidates"] for r in c["runs"].values())
+    assert trained > 0 and f"{trained:.0f} s of training summed over all invocations" in text
     bad = CliRunner().invoke(app, ["rank-report", "--budget", str(BUDGET), "--samples", "4", "--seeds", "0", "--out", str(out)])
     assert bad.exit_code == 2 and "two different seeds" in bad.output
 

@@ -182,6 +182,13 @@ def _rank_table(r: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _training_seconds(command: str, doc: dict) -> float:
+    """Seconds spent training, summed over the runs recorded in a verify or rank-report file."""
+    if command == "rank-report":
+        return sum(r.get("seconds", 0.0) for c in doc.get("candidates", []) for r in c.get("runs", {}).values())
+    return sum(v for k, v in doc.get("timings", {}).items() if k != "last_invocation")
+
+
 def render_run_report(run_dir: Path | str) -> Path:
     """Write RUN/report.md (and RUN/plots/*.png) from the folder's JSON files; return the report path."""
     from heterosearch.report import plots
@@ -237,7 +244,11 @@ def render_run_report(run_dir: Path | str) -> Path:
     for name, doc in (("verify", verify), ("rank-report", ranking)):
         t = (doc or {}).get("timings", {})
         if "last_invocation" in t:
-            walls.append(f"{name} {t['last_invocation']:.0f} s (last invocation)")
+            # Both commands resume, so the last invocation can be a fraction of the work; the
+            # recorded per-training seconds add up over every invocation that contributed.
+            trained = _training_seconds(name, doc)
+            walls.append(f"{name} {t['last_invocation']:.0f} s (last invocation); "
+                         f"{trained:.0f} s of training summed over all invocations")
     if walls:
         lines += ["## Wall time of the evidence commands", "", "; ".join(walls), ""]
     text = "\n".join(lines).rstrip() + "\n" + tail
