@@ -353,6 +353,11 @@ def rank_report_cmd(
                    f"top-{rep['k']} precision {st['top_k_precision']['value'] or 0:.2f}")
     nc = rep["noise_ceiling"]
     typer.echo(f"{'ceiling':<10} rho {nc['spearman']['value'] or 0:+.2f}  tau {nc['kendall']['value'] or 0:+.2f}  (seed vs seed)")
+    for label, part in ((rep["metric"], rep), ("dev loss", rep.get("by_dev_loss"))):
+        rel = (part or {}).get("reliability")
+        if rel:
+            warn = "  (mostly seed noise: raise --steps)" if rel["reliability"] < 0.5 else ""
+            typer.echo(f"reliability of the seed-mean {label}: {rel['reliability']:.2f}{warn}")
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
 

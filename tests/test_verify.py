@@ -222,6 +222,24 @@ def test_ranking_stats_on_synthetic_rankings() -> None:
     assert 0 < st["value"] < 1 and st["low"] <= st["value"] <= st["high"] and st["method"] in ("BCa", "percentile")
 
 
+def test_reliability_separates_signal_from_seed_noise() -> None:
+    import numpy as np
+
+    from heterosearch.verify.rank_report import reliability
+
+    rng = np.random.default_rng(0)
+    truth = np.linspace(0.6, 0.8, 40)[:, None]  # between-allocation sd ~0.058
+    clean = reliability(truth + rng.normal(0, 0.005, (40, 2)))
+    assert clean["reliability"] > 0.98 and clean["max_correlation"] > 0.99
+    noise = reliability(0.7 + rng.normal(0, 0.01, (40, 2)))  # every allocation the same: only seeds differ
+    assert noise["reliability"] < 0.3 and noise["seed_sd"] == pytest.approx(0.01, rel=0.3)
+    # exact value on a hand-checked case: seed var = mean(0.5, 0.5, 0.5) = 0.5, var of means = 1, m = 2
+    x = np.array([[0.5, 1.5], [1.5, 2.5], [2.5, 3.5]])
+    assert reliability(x)["reliability"] == pytest.approx(1 - 0.5 / 2 / 1.0)
+    with pytest.raises(ValueError):
+        reliability(np.ones((2, 2)))
+
+
 def test_vectorised_rank_statistics_match_scipy() -> None:
     import numpy as np
     from scipy import stats
@@ -311,6 +329,8 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     doc = json.loads((out / "rank_report.json").read_text())
     trained = sum(r["seconds"] for c in doc["candidates"] for r in c["runs"].values())
     assert trained > 0 and f"{trained:.0f} s of training summed over all invocations" in text
+    assert 0.0 <= doc["reliability"]["reliability"] <= 1.0 and "Reliability of the 2-seed mean" in text
+    assert "reliability of the seed-mean" in res.output
     bad = CliRunner().invoke(app, ["rank-report", "--budget", str(BUDGET), "--samples", "4", "--seeds", "0", "--out", str(out)])
     assert bad.exit_code == 2 and "two different seeds" in bad.output
 

@@ -179,6 +179,15 @@ def _rank_table(r: Mapping[str, Any]) -> list[str]:
     out.append(f"| baseline: random (expected) | {exp.get('spearman', 0):+.2f} | {exp.get('kendall', 0):+.2f} | "
                f"{exp.get('top_k_precision', 0):+.2f} | exact |")
     out.append("")
+    rel = r.get("reliability")
+    if rel:
+        line = (f"Reliability of the {rel['seeds']}-seed mean: **{rel['reliability']:.2f}** (sd across allocations "
+                f"{rel['sd_of_seed_means']:.4g}, seed sd {rel['seed_sd']:.4g}); no score can correlate above about "
+                f"{rel['max_correlation']:.2f} with it.")
+        if rel["reliability"] < 0.5:
+            line += (" **Most of the measured differences are seed noise: at this fidelity the table cannot tell "
+                     "proxies apart.** Train longer (--steps), or sample allocations that differ more.")
+        out += [line, ""]
     return out
 
 

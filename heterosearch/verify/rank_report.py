@@ -11,7 +11,9 @@ NASLib's conventions (methods.md section 6):
   the precision of each proxy's top-k (k = 25 % of the samples), each with a paired
   bootstrap 95 % confidence interval (BCa; percentile where BCa is undefined);
 - the sign of each proxy fixed in advance (higher score = better; no abs on rho);
-- the noise ceiling: the same statistics between the two training seeds' accuracies;
+- the noise ceiling: the same statistics between the two training seeds' accuracies, and the
+  reliability of the seed mean (``reliability``): the share of its variance across allocations
+  that is not seed noise; near 0 means this fidelity cannot rank the sampled allocations;
 - the same statistics against minus the dev loss (``by_dev_loss``): a short training often
   leaves every allocation at MRPC's majority class, where accuracy ties but the loss ranks;
 - baselines: the parameter count as a score, a random score (and its expectation), and
@@ -338,8 +340,10 @@ def ranking_report(
     a0 = np.array([c[target][str(seeds[0])] for c in candidates])
     a1 = np.array([c[target][str(seeds[1])] for c in candidates])
     random_score = np.random.default_rng([seed, 0xB45E]).random(n)
+    per_seed = np.array([[c[target][str(s)] for s in seeds] for c in candidates])
     return {
         "k": k,
+        "reliability": reliability(per_seed),
         "proxies": stats_by_proxy,
         "noise_ceiling": {
             "what": f"the same statistics between the {'accuracies' if target == 'acc' else 'dev losses'} of seed {seeds[0]} and seed {seeds[1]}",
@@ -351,6 +355,29 @@ def ranking_report(
             "random_expected": {"spearman": 0.0, "kendall": 0.0, "top_k_precision": k / n},
         },
     }
+
+
+def reliability(per_seed: np.ndarray) -> dict[str, Any]:
+    """How much of the spread of the seed-mean target is the allocations, not the seeds.
+
+    ``per_seed``: (n allocations, m seeds). One-way random-effects decomposition: the seed
+    variance ``s2 = mean_i var_j(x_ij)`` (ddof 1) is the noise of a single training; the mean
+    over m seeds carries ``s2 / m`` of it; the observed variance of the means ``v`` (ddof 1)
+    is between-allocation variance plus that noise. ``R = 1 - (s2 / m) / v`` (clipped at 0) is
+    the reliability of the seed mean (ICC(1, m), Spearman-Brown); no score can correlate
+    (Pearson) with the measured target above ``sqrt(R)`` in expectation, so ``R`` near 0 says
+    the fidelity (training steps, seeds) cannot rank these allocations at all.
+    """
+    x = np.asarray(per_seed, float)
+    n, m = x.shape
+    if n < 3 or m < 2:
+        raise ValueError(f"reliability needs >= 3 allocations and >= 2 seeds, got {x.shape}")
+    seed_var = float(x.var(axis=1, ddof=1).mean())
+    between = float(x.mean(axis=1).var(ddof=1))
+    r = 0.0 if between <= 0 else max(0.0, 1.0 - seed_var / m / between)
+    return {"reliability": r, "max_correlation": math.sqrt(r), "sd_of_seed_means": math.sqrt(between),
+            "seed_sd": math.sqrt(seed_var), "seeds": m,
+            "what": "1 - (seed variance / seeds) / variance of the seed means across allocations, clipped at 0"}
 
 
 def _akey(allocation: dict[str, Any]) -> tuple[tuple[str, int], ...]:
