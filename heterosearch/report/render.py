@@ -147,7 +147,7 @@ def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None =
     loss = r.get("by_dev_loss")
     if loss:
         out += [f"The same statistics against minus the mean dev loss of the two seeds (higher = better). The loss "
-                f"still separates models when a short training leaves every one at the same {r['metric']} "
+                f"can still separate models when a short training leaves every one at the same {r['metric']} "
                 "(for example the majority class):", ""]
         out += _rank_table(loss)
     u = r.get("uniform")
