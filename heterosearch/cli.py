@@ -338,6 +338,7 @@ def rank_report_cmd(
     """
     from heterosearch.report.render import render_run_report
     from heterosearch.verify import rank_report
+    from heterosearch.verify.rank_report import NOISY_BELOW
 
     b = _budget(budget)
     if b is None:
@@ -356,7 +357,7 @@ def rank_report_cmd(
     for label, part in ((rep["metric"], rep), ("dev loss", rep.get("by_dev_loss"))):
         rel = (part or {}).get("reliability")
         if rel:
-            warn = "  (mostly seed noise: raise --steps)" if rel["reliability"] < 0.5 else ""
+            warn = "  (mostly seed noise: raise --steps)" if rel["reliability"] < NOISY_BELOW else ""
             typer.echo(f"reliability of the seed-mean {label}: {rel['reliability']:.2f}{warn}")
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")

@@ -184,7 +184,9 @@ def _rank_table(r: Mapping[str, Any]) -> list[str]:
         line = (f"Reliability of the {rel['seeds']}-seed mean: **{rel['reliability']:.2f}** (sd across allocations "
                 f"{rel['sd_of_seed_means']:.4g}, seed sd {rel['seed_sd']:.4g}); no score can correlate above about "
                 f"{rel['max_correlation']:.2f} with it.")
-        if rel["reliability"] < 0.5:
+        from heterosearch.verify.rank_report import NOISY_BELOW
+
+        if rel["reliability"] < NOISY_BELOW:
             line += (" **Most of the measured differences are seed noise: at this fidelity the table cannot tell "
                      "proxies apart.** Train longer (--steps), or sample allocations that differ more.")
         out += [line, ""]
@@ -194,7 +196,7 @@ def _rank_table(r: Mapping[str, Any]) -> list[str]:
 def _training_seconds(command: str, doc: dict) -> float:
     """Seconds spent training, summed over the runs recorded in a verify or rank-report file."""
     if command == "rank-report":
-        return sum(r.get("seconds", 0.0) for c in doc.get("candidates", []) for r in c.get("runs", {}).values())
+        return doc["timings"].get("train_samples", 0.0)  # summed over every candidate's runs, reused ones too
     return sum(v for k, v in doc.get("timings", {}).items() if k != "last_invocation")
 
 

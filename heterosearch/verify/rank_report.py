@@ -43,6 +43,7 @@ from heterosearch.verify.baselines import random_allocation
 RANK_REPORT_FILE = "rank_report.json"
 FORMAT_VERSION = 1
 TOP_FRACTION = 0.25
+NOISY_BELOW = 0.5  # reliability under which the CLI and the report warn that seed noise dominates
 
 
 # -- statistics (pure functions) ------------------------------------------------------------
@@ -337,10 +338,9 @@ def ranking_report(
             **ranking_stats(signs[p] * np.array([c["scores"][p] for c in candidates]), acc, k, n_resamples, seed)}
         for p in proxies
     }
-    a0 = np.array([c[target][str(seeds[0])] for c in candidates])
-    a1 = np.array([c[target][str(seeds[1])] for c in candidates])
+    per_seed = np.array([[c[target][str(s)] for s in seeds] for c in candidates])  # (n, seeds)
+    a0, a1 = per_seed[:, 0], per_seed[:, 1]
     random_score = np.random.default_rng([seed, 0xB45E]).random(n)
-    per_seed = np.array([[c[target][str(s)] for s in seeds] for c in candidates])
     return {
         "k": k,
         "reliability": reliability(per_seed),
