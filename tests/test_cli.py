@@ -20,7 +20,7 @@ from heterosearch.cli import app
 from heterosearch.space import available_spaces
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+SHIPPED_SPACES = sorted((REPO / "heterosearch" / "search_spaces").glob("*.yaml"))
 PROXY_NAMES = ("grad_norm", "snip", "synflow", "spectral")
 TASK_NAMES = ("mrpc", "rte", "stsb", "sst2", "cola")
 
@@ -217,7 +217,7 @@ def test_ls_lists_spaces_kinds_proxies_and_tasks(runner: CliRunner) -> None:
 
 
 def test_shipped_spaces_are_the_packaged_ones() -> None:
-    assert SHIPPED_SPACES, "no search_spaces/*.yaml in the repository"
+    assert SHIPPED_SPACES, "no heterosearch/search_spaces/*.yaml in the repository"
     assert {p.name for p in SHIPPED_SPACES} == {p.name for p in available_spaces().values()}
 
 

@@ -258,12 +258,8 @@ def _plain(obj: Any) -> Any:
 
 
 def spaces_dir() -> Path:
-    """The shipped ``search_spaces/`` folder (next to the package in a checkout or wheel)."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "search_spaces", here.parent / "search_spaces"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent / "search_spaces"
+    """The shipped ``heterosearch/search_spaces/`` folder: package data, so a wheel carries it too."""
+    return Path(__file__).resolve().parent.parent / "search_spaces"
 
 
 def available_spaces() -> dict[str, Path]:
