@@ -27,6 +27,21 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from heterosearch import __version__
+
+        typer.echo(f"heterosearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Search where LoRA's trainable parameters go under a hard parameter budget, and prove it."""
+
+
 def _budget(value: Optional[str]) -> Optional[int]:
     """Parse --budget; a bad value is a UserError, so it gets the one-line `error:` treatment.
 
@@ -52,6 +67,10 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             typer.echo("interrupted: finished work is kept in the run folder; rerun with --resume to continue", err=True)
             raise typer.Exit(130) from None
+        finally:
+            from heterosearch.run_folder import release_all
+
+            release_all()  # the command is over: its run folders are free for the next writer
 
     return wrapper  # type: ignore[return-value]
 
@@ -95,15 +114,31 @@ def _print_summary(results: dict[str, Any]) -> None:
     v = results.get("verify")
     if v:
         names = _metric_names(v["winner"])
-        table = Table(title=f"dev ({results['task']}, seed {results['seed']})")
+        sp = results.get("splits", {})
+        steps = v["winner"].get("steps")
+        table = Table(title=f"{results['task']}, seed {results['seed']}, {steps} training steps: val = {sp.get('val_examples', '?')} "
+                            f"examples carved from train (selection), test = GLUE dev, {sp.get('test_examples', '?')} examples (report)")
         table.add_column("method")
         table.add_column("adapter params", justify="right")
         for m in names:
-            table.add_column(m, justify="right")
+            table.add_column(f"val {m}", justify="right")
+        for m in names:
+            table.add_column(f"test {m}", justify="right")
         for label in ("winner", "baseline"):
             e = v[label]
-            table.add_row(f"{label}: {e['name']}", f"{e['params']:,}", *(f"{100 * e[m]:.1f}" for m in names))
+            splits = e.get("splits", {})
+            cells = [f"{100 * splits.get(s, {}).get(m, float('nan')):.1f}" for s in ("val", "test") for m in names]
+            table.add_row(f"{label}: {e['name']}", f"{e['params']:,}", *cells)
         console.print(table)
+        if v.get("both_trivial"):
+            console.print("[yellow]Both models predict a single class on the test split (or, for regression, "
+                          "barely correlate with the labels): this training learnt nothing usable, so the table "
+                          "compares nothing. Train longer (--train-epochs) or use `heterosearch verify`.[/yellow]")
+        elif any(v[k].get("trivial", {}).get("test") for k in ("winner", "baseline")):
+            which = [k for k in ("winner", "baseline") if v[k].get("trivial", {}).get("test")]
+            console.print(f"[yellow]The {which[0]} predicts a single class on the test split.[/yellow]")
+        console.print("One seed: a difference of a few points is within seed noise; "
+                      "`heterosearch verify RUN --seeds 5` gives paired intervals.")
 
 
 @app.command()
@@ -276,7 +311,7 @@ def ls() -> None:
 def validate(files: Annotated[list[Path], typer.Argument(help="Search-space YAML files.")]) -> None:
     """Check search-space files: unknown keys, wrong types and bad values are named.
 
-    Example: heterosearch validate search_spaces/*.yaml
+    Example: heterosearch validate heterosearch/search_spaces/*.yaml
     """
     from heterosearch.space import load_space
 
@@ -306,13 +341,13 @@ def verify(
     state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
                        max_train_steps=max_train_steps, overwrite=overwrite)
     metric = state["metric"]
-    block = state["summary"].get("dev", {}).get(metric, {})
+    block = state["summary"].get("test", {}).get(metric, {})
     for m, d in block.get("methods", {}).items():
         pair = block.get("paired", {}).get(m)
         extra = "" if not pair else (f"  winner - {m}: {100 * pair['mean_diff']:+.1f} points"
                                      + (f" (t-test p {pair['t_test_p']:.3f})" if pair.get("t_test_p") is not None else f" ({pair.get('test', '')})"))
         std = "" if d["std"] is None else f" ± {100 * d['std']:.1f}"
-        typer.echo(f"{m:<12} dev {metric} {100 * d['mean']:.1f}{std} (n={d['n']}){extra}")
+        typer.echo(f"{m:<12} test {metric} {100 * d['mean']:.1f}{std} (n={d['n']}){extra}")
     report = render_run_report(run_dir)
     typer.echo(f"wrote {Path(run_dir) / 'verify_seeds.json'} and {report}")
 
@@ -354,13 +389,58 @@ def rank_report_cmd(
                    f"top-{rep['k']} precision {st['top_k_precision']['value'] or 0:.2f}")
     nc = rep["noise_ceiling"]
     typer.echo(f"{'ceiling':<10} rho {nc['spearman']['value'] or 0:+.2f}  tau {nc['kendall']['value'] or 0:+.2f}  (seed vs seed)")
-    for label, part in ((rep["metric"], rep), ("dev loss", rep.get("by_dev_loss"))):
+    for label, part in ((rep["metric"], rep), ("validation loss", rep.get("by_val_loss"))):
         rel = (part or {}).get("reliability")
         if rel:
             warn = "  (mostly seed noise: raise --steps)" if rel["reliability"] < NOISY_BELOW else ""
             typer.echo(f"reliability of the seed-mean {label}: {rel['reliability']:.2f}{warn}")
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
+
+
+@app.command("frontier")
+@user_errors
+def frontier_cmd(
+    budgets: Annotated[str, typer.Option(help="Comma list of budgets, e.g. 41.5k,83k,0.5M.")],
+    task: TaskOpt = "mrpc",
+    seeds: Annotated[str, typer.Option(help="Training seeds per budget: one count (5) or one per budget (5,3,3).")] = "3",
+    methods: Annotated[Optional[str], typer.Option(help="Comma list from winner,uniform_qv,uniform_all,random,heterolora,adalora.")] = None,
+    space: SpaceOpt = "lora",
+    proxy: ProxyOpt = "spectral",
+    model: ModelOpt = None,
+    data_dir: DataOpt = None,
+    trials: TrialsOpt = 300,
+    train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the recipe's).")] = None,
+    max_train_steps: StepsOpt = None,
+    seed: SeedOpt = 0,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
+) -> None:
+    """Search at each budget and train the winner and the baselines over seeds: metric against budget.
+
+    Rerun the same command to resume. Example: heterosearch frontier --task mrpc --budgets 41.5k,83k,0.5M --seeds 5,3,3
+    """
+    from heterosearch.report.render import render_run_report
+    from heterosearch.verify.frontier import frontier
+
+    parsed = [_budget(b.strip()) for b in budgets.split(",") if b.strip()]
+    try:
+        counts = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds takes a count (5) or one count per budget (5,3,3), got {seeds!r}") from None
+    folder = out or f"runs/frontier-{task}-{Path(space).stem}-{proxy}"
+    doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
+                   space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
+                   max_train_steps=max_train_steps, seed=seed)
+    metric = doc.get("metric")
+    for b in sorted(doc.get("paired", {}), key=int):
+        for m, p in doc["paired"][b].items():
+            if p.get("mean_diff") is None:
+                continue
+            ci = p.get("ci95")
+            ci_txt = f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else ""
+            typer.echo(f"budget {int(b):>9,}: winner - {m:<11} test {metric} {100 * p['mean_diff']:+.1f}{ci_txt} (n={p['n']})")
+    report = render_run_report(folder)
+    typer.echo(f"wrote {Path(folder) / 'frontier.json'} and {report}")
 
 
 @app.command("report")

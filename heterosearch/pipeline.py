@@ -8,8 +8,8 @@ resumed run skips what is already on disk.
 from __future__ import annotations
 
 import json
+import math
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +53,9 @@ class RunConfig:
     batch_size: int = 32
     max_length: int = 128
     lr: float = 5e-4
+    warmup: float = 0.06  # fraction of training steps with a linear warm-up, then linear decay to 0
+    val_fraction: float = 0.1  # of the training file, carved off for every choice the tool makes
+    split_seed: int = 0  # the validation split's seed (the same for every training seed)
     proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
     storage: str | None = None  # study storage: None = RUN/study.journal; a postgresql:// URL lets workers join
 
@@ -69,12 +72,39 @@ class RunConfig:
         for name in ("trials", "score_batches", "batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.train_epochs <= 0:
-            raise UserError(f"--train-epochs must be > 0, got {self.train_epochs}")
+        for name, low, high in (("train_epochs", 0.0, 1000.0), ("lr", 0.0, 10.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low < value <= high):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number in ({low:g}, {high:g}], got {value}")
+        if not (math.isfinite(self.warmup) and 0.0 <= self.warmup < 1.0):
+            raise UserError(f"--warmup must be a fraction of the training steps in [0, 1), got {self.warmup}")
+        if not (math.isfinite(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
+            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("seed", "split_seed"):
+            if not 0 <= getattr(self, name) < 2**32:  # what numpy and torch generators accept
+                raise UserError(f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(self, name)}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
+
+    def train_config(self, epochs: float | None = None, max_steps: int | None = None, seed: int | None = None) -> Any:
+        """The training recipe of this run (``TrainConfig``): the same for every method it trains."""
+        from heterosearch.train import TrainConfig
+
+        if epochs is not None and not (math.isfinite(epochs) and 0 < epochs <= 1000):
+            raise UserError(f"--train-epochs must be a finite number in (0, 1000], got {epochs}")
+        if max_steps is not None and max_steps < 1:
+            raise UserError(f"--max-train-steps must be >= 1, got {max_steps}")
+        return TrainConfig(
+            epochs=self.train_epochs if epochs is None else epochs,
+            max_steps=self.max_train_steps if max_steps is None else max_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup=self.warmup,
+            max_length=self.max_length,
+            seed=self.seed if seed is None else seed,
+        )
 
     def default_out(self) -> Path:
         budget = "scores" if self.budget is None else str(self.budget)
@@ -84,6 +114,9 @@ class RunConfig:
         d = asdict(self)
         d["proxies"] = list(self.proxies)
         return d
+
+
+_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:
@@ -110,21 +143,32 @@ class Run:
     @classmethod
     def open(cls, cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Run:
         """Create or reopen the run folder; refuse to mix two different runs in one folder."""
+        from heterosearch import run_folder
+
         out = Path(cfg.out) if cfg.out else cfg.default_out()
         cfg.out = str(out)
-        existing = out / CONFIG_FILE
+        if resume and overwrite:
+            raise UserError("--resume and --overwrite exclude each other: --resume continues the run in --out, --overwrite replaces it")
         if out.exists() and not out.is_dir():
             raise UserError(f"output path {out} exists and is not a folder")
-        if existing.is_file():
-            if resume and not overwrite:
-                old = read_json(existing).get("config", {})
-                diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k) != v]
-                if diff:
-                    raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
-            elif not overwrite:
+        ours = out.is_dir() and run_folder.is_ours(out)
+        if ours:
+            run_folder.lock(out)  # before anything is read, replaced or resumed: one writer per folder
+        if ours and (out / CONFIG_FILE).is_file() and not overwrite:
+            if not resume:
                 raise UserError(f"output folder {out} holds an earlier run; pass --resume to continue it or --overwrite to replace it")
-        elif out.is_dir() and any(out.iterdir()) and not overwrite and not resume:
-            raise UserError(f"output folder {out} is not empty and is not a heterosearch run; pick another --out")
+            old = read_json(out / CONFIG_FILE).get("config", {})
+            diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k, _DEFAULTS.get(k)) != v]
+            if diff:
+                raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
+        elif out.is_dir() and any(out.iterdir()) and not ours:
+            raise UserError(f"output folder {out} is not empty and is not a heterosearch run; nothing was changed: pick another --out")
+        if ours and overwrite:
+            foreign = run_folder.foreign_entries(out)
+            if foreign:  # refuse before any work, and long before anything is deleted
+                raise UserError(f"--overwrite refuses {out}: it holds files heterosearch did not write ({foreign[0]}"
+                                f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); nothing was deleted: "
+                                "move them away or pick another --out")
         run = cls(cfg=cfg, out=out)
         run.check_budget()  # bad input is answered before anything is created or replaced
         _ = run.data  # so are missing data and malformed rows
@@ -132,8 +176,8 @@ class Run:
             from heterosearch.search.study import check_storage
 
             check_storage(cfg.storage)
-        if existing.is_file() and overwrite:
-            shutil.rmtree(out)
+        if ours and overwrite:
+            run_folder.clear(out)
             if cfg.storage is not None:  # a shared storage outlives the folder: drop the old study too
                 from heterosearch.search.study import default_study_name, delete_study
 
@@ -145,6 +189,8 @@ class Run:
             probe.unlink()
         except OSError as exc:
             raise UserError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+        run_folder.mark(out)
+        run_folder.lock(out)
         run.save_config()
         return run
 
@@ -160,6 +206,9 @@ class Run:
         stored["out"] = str(run_dir)
         run = cls(cfg=RunConfig(**stored), out=run_dir)
         run.check_budget()
+        from heterosearch import run_folder
+
+        run_folder.lock(run_dir)
         run.save_config()
         return run
 
@@ -259,16 +308,33 @@ class Run:
         return load_task_data(self.spec, self.cfg.data_dir)
 
     @cached_property
+    def carved(self) -> Any:
+        """The training file cut into fit and validation parts (``tasks/splits.py``)."""
+        from heterosearch.tasks.splits import carve_validation
+
+        return carve_validation(self.data.train, self.cfg.val_fraction, self.cfg.split_seed, not self.spec.is_regression)
+
+    @property
+    def splits(self) -> dict[str, Any]:
+        """What each split is and where it came from: recorded in every results file."""
+        from heterosearch.tasks.splits import SPLIT_ROLES
+
+        return {
+            "roles": dict(SPLIT_ROLES),
+            "source": self.data.source,
+            **self.carved.describe(self.cfg.val_fraction, self.cfg.split_seed, not self.spec.is_regression),
+            "test_examples": len(self.data.dev),
+            "test_file": self.data.dev.source,
+        }
+
+    @cached_property
     def encoded(self) -> dict[str, Any]:
+        """``train`` (fit), ``val`` (selection) and ``test`` (the GLUE dev file: report only)."""
         from heterosearch.tasks.batching import encode
 
         regression = self.spec.num_labels == 1
-        out = {}
-        for split in ("train", "dev", "test"):
-            part = getattr(self.data, split)
-            if part is not None and (split == "train" or part.labels is not None):
-                out[split] = encode(self.tokenizer, part.texts, part.labels, regression, self.cfg.max_length)
-        return out
+        parts = {"train": self.carved.train, "val": self.carved.val, "test": self.data.dev}
+        return {name: encode(self.tokenizer, p.texts, p.labels, regression, self.cfg.max_length) for name, p in parts.items()}
 
     # -- budget -------------------------------------------------------------------------
     def baseline_roles(self) -> tuple[str, ...]:
@@ -420,18 +486,11 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
 
 def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     """Short-train the winner and the uniform baseline with the same seed, data order and schedule."""
-    from heterosearch.train import TrainConfig, train_allocation
+    from heterosearch.train import train_allocation
 
     path = run.path(VERIFY_FILE)
     done: dict[str, Any] = read_json(path) if path.is_file() else {}
-    cfg = TrainConfig(
-        epochs=run.cfg.train_epochs,
-        max_steps=run.cfg.max_train_steps,
-        batch_size=run.cfg.batch_size,
-        lr=run.cfg.lr,
-        max_length=run.cfg.max_length,
-        seed=run.cfg.seed,
-    )
+    cfg = run.cfg.train_config()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     baseline, baseline_name = run.baseline_allocation()
     for label, alloc, name in (("winner", winner, "searched allocation"), ("baseline", baseline, baseline_name)):
@@ -448,7 +507,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
             raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {expected}")
         entry = {
             "name": name,
-            **res.metrics.get("dev", {}),
+            **res.metrics.get("test", {}),  # the report split at the top level; every split under "splits"
             **res.summary(),
             "resumed_from_step": res.resumed_from,
             "allocation": alloc.to_dict(),
@@ -457,6 +516,8 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
         write_json(path, done)  # after each model, so a resumed run skips it
         run.timings[f"train_{label}"] = time.perf_counter() - t0
     done["train_config"] = cfg.to_dict()
+    done["split_roles"] = run.splits
+    done["both_trivial"] = all(done[k].get("trivial", {}).get("test", False) for k in ("winner", "baseline"))
     write_json(path, done)
     return done
 
@@ -480,6 +541,7 @@ def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: 
         "sites": scores.sites,
         "search": {k: v for k, v in search.items() if k != "history"},
         "scoring": scores.meta,
+        "splits": run.splits,
         "verify": verify,
         "timings": run.timings,
     }
@@ -489,15 +551,23 @@ def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: 
 
 
 def run_all(cfg: RunConfig, resume: bool = False, overwrite: bool = False, verify: bool = True) -> dict[str, Any]:
+    from heterosearch import run_folder
+
     t0 = time.perf_counter()
-    run = Run.open(cfg, resume=resume, overwrite=overwrite)
-    say(f"run folder: {run.out}  (budget {format_params(cfg.budget)}, task {cfg.task}, proxy {cfg.proxy}, seed {cfg.seed})")
-    scores = stage_score(run)
-    winner, search = stage_search(run, scores)
-    stage_export(run, winner)
-    verified = stage_verify(run, winner) if verify else None
-    run.timings["total"] = time.perf_counter() - t0
-    return write_results(run, winner, search, verified, scores)
+    out = Path(cfg.out or cfg.default_out())
+    held_before = run_folder.holds(out)
+    try:
+        run = Run.open(cfg, resume=resume, overwrite=overwrite)
+        say(f"run folder: {run.out}  (budget {format_params(cfg.budget)}, task {cfg.task}, proxy {cfg.proxy}, seed {cfg.seed})")
+        scores = stage_score(run)
+        winner, search = stage_search(run, scores)
+        stage_export(run, winner)
+        verified = stage_verify(run, winner) if verify else None
+        run.timings["total"] = time.perf_counter() - t0
+        return write_results(run, winner, search, verified, scores)
+    finally:
+        if not held_before:
+            run_folder.unlock(out)
 
 
 def load_winner(run: Run) -> tuple[Allocation, dict[str, Any]]:

@@ -204,6 +204,75 @@ def test_output_folder_that_is_not_a_run_is_refused(tiny: dict[str, Path], tmp_p
     assert snapshot(out) == {"cat.jpg": b"\xff\xd8"}
 
 
+def test_overwrite_never_deletes_a_folder_heterosearch_did_not_write(tiny: dict[str, Path], tmp_path: Path) -> None:
+    # The data-loss regression: a foreign config.json made the folder "a run", and --overwrite
+    # then removed the whole tree, precious.txt and sub/model.bin included.
+    out = tmp_path / "mine"
+    (out / "sub").mkdir(parents=True)
+    (out / "config.json").write_text('{"learning_rate": 3e-4}')
+    (out / "precious.txt").write_text("irreplaceable")
+    (out / "sub" / "model.bin").write_bytes(b"\x00\x01")
+    before = snapshot(out)
+    for extra in (["--overwrite"], ["--resume"], []):
+        one_line_error(invoke(run_args(tiny, out, "2k", *extra)), "not a heterosearch run", "nothing was changed")
+        assert snapshot(out) == before
+
+
+def test_overwrite_refuses_a_run_folder_holding_foreign_files(tiny: dict[str, Path], earlier_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "run-plus"
+    shutil.copytree(earlier_run, out)
+    (out / "notes.txt").write_text("mine")
+    (out / "plots").mkdir(exist_ok=True)
+    (out / "plots" / "figure-I-drew.svg").write_text("<svg/>")
+    before = snapshot(out)
+    line = one_line_error(invoke(run_args(tiny, out, "2k", "--overwrite")), "did not write", "nothing was deleted")
+    assert "notes.txt" in line or "plots/figure-I-drew.svg" in line
+    assert snapshot(out) == before
+
+
+def test_overwrite_replaces_only_its_own_files(tiny: dict[str, Path], earlier_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from heterosearch.run_folder import MARKER
+
+    out = tmp_path / "replace"
+    shutil.copytree(earlier_run, out)
+    assert (out / MARKER).is_file()
+    result = invoke(run_args(tiny, out, "2k", "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert (out / "results.json").is_file() and (out / MARKER).is_file()
+
+
+def test_a_second_writer_on_the_same_folder_gets_one_line(tiny: dict[str, Path], earlier_run: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from heterosearch.run_folder import lock; lock(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(60)", str(earlier_run)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        before = snapshot(earlier_run)
+        one_line_error(invoke(run_args(tiny, earlier_run, "2k", "--resume")), "another heterosearch process", f"pid {holder.pid}")
+        one_line_error(invoke(["verify", str(earlier_run)]), "another heterosearch process")
+        assert snapshot(earlier_run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+
+
+def test_resume_and_overwrite_exclude_each_other(tiny: dict[str, Path], earlier_run: Path) -> None:
+    before = snapshot(earlier_run)
+    one_line_error(invoke(run_args(tiny, earlier_run, "2k", "--resume", "--overwrite")), "exclude each other")
+    assert snapshot(earlier_run) == before
+
+
 @pytest.mark.parametrize("under", ["/dev/null", "a-file"])
 def test_unwritable_output_folder(tiny: dict[str, Path], tmp_path: Path, under: str) -> None:
     # chmod does not stop root: a path below a regular file cannot be created by anyone.

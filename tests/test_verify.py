@@ -39,7 +39,7 @@ def _tiny_world(root: Path) -> tuple[Path, Path]:
     header, body = lines[0], lines[1:]
     glue = root / "glue" / "MRPC"
     glue.mkdir(parents=True)
-    for name, rows in (("train", body[:40]), ("dev", body[40:56]), ("test", body[56:72])):  # test keeps its labels
+    for name, rows in (("train", body[:40]), ("dev", body[40:56]), ("test", body[56:72])):  # a labelled GLUE test file is ignored
         (glue / f"{name}.tsv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
     words = collections.Counter(w for row in body[:72] for text in row.split("\t")[3:] for w in re.findall(r"\w+|[^\w\s]", text.lower()))
     vocab = SPECIALS + [w for w, _ in words.most_common(150)]
@@ -116,7 +116,7 @@ def test_baselines_match_the_budget_and_report_exact_counts(world: dict[str, Any
     runs = verified["runs"]
     assert sorted(runs) == sorted(f"{m}/{s}" for m in ("winner", "uniform_qv", "uniform_all", "random", "heterolora", "adalora") for s in (0, 1))
     for key, e in runs.items():
-        assert set(e["splits"]) == {"dev", "test"}  # the test split has labels here, so it is evaluated
+        assert set(e["splits"]) == {"val", "test"}  # val carved from train (selection); test = the GLUE dev file (report)
         if e["method"] == "adalora":
             continue
         alloc = Allocation.from_dict(e["allocation"])
@@ -268,8 +268,8 @@ def test_verify_resumes_without_retraining(world: dict[str, Any], verified: dict
     assert again["runs"] == verified["runs"]
     more = verify_run(world["run"], seeds=3)  # adds seed 2 only
     assert len(counter.calls) == 6 and all(c.endswith("s2") for c in counter.calls)
-    assert more["summary"]["dev"]["accuracy"]["methods"]["winner"]["n"] == 3
-    pair = more["summary"]["dev"]["accuracy"]["paired"]["uniform_qv"]
+    assert more["summary"]["test"]["accuracy"]["methods"]["winner"]["n"] == 3
+    pair = more["summary"]["test"]["accuracy"]["paired"]["uniform_qv"]
     assert pair["n"] == 3 and "n too small" not in pair["test"]
     with pytest.raises(UserError, match="other settings"):
         verify_run(world["run"], seeds=3, max_train_steps=3)
@@ -301,8 +301,9 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
         assert all(v < 0 for v in c["neg_loss"].values())
     losses = [c["neg_loss_mean"] for c in rep["candidates"]]
     assert len(set(losses)) == len(losses)  # the loss separates allocations (accuracy may tie)
-    assert rep["by_dev_loss"]["noise_ceiling"]["what"].startswith("the same statistics between the dev losses")
-    assert set(rep["by_dev_loss"]["proxies"]) == set(rep["proxies"])
+    assert rep["by_val_loss"]["noise_ceiling"]["what"].startswith("the same statistics between the validation losses")
+    assert rep["split"] == "val" and rep["splits"]["val_examples"] > 0
+    assert set(rep["by_val_loss"]["proxies"]) == set(rep["proxies"])
     scores = json.loads((out / "scores.json").read_text())["curves"]
     c0 = rep["candidates"][0]
     assert c0["scores"]["spectral"] == pytest.approx(sum(scores["spectral"][k][r] for k, r in c0["allocation"]["lora"].items()))
@@ -322,7 +323,7 @@ def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     assert res.exit_code == 0, res.output
     assert counter.calls == [] and "spectral" in res.output and "ceiling" in res.output
     text = (out / "report.md").read_text()
-    assert "Proxy ranking quality" in text and "plots/proxy_vs_accuracy.png" in text and "minus the mean dev loss" in text
+    assert "Proxy ranking quality" in text and "plots/proxy_vs_accuracy.png" in text and "minus the mean validation loss" in text
     assert _png(out / "plots/proxy_vs_accuracy.png") and _png(out / "plots/proxy_vs_dev_loss.png")
     assert "plots/proxy_vs_dev_loss.png" in text
     # The resumed invocation trained nothing, so the wall section must still add up the earlier trainings.
@@ -352,7 +353,7 @@ def test_report_embeds_plots_from_json_only(world: dict[str, Any], verified: dic
     text = (world["run"] / "report.md").read_text()
     for name in ("allocation", "search_history", "seed_spread"):
         assert f"plots/{name}.png" in text and _png(world["run"] / "plots" / f"{name}.png")
-    assert "Multi-seed verification" in text and "### dev split" in text and "### test split" in text
+    assert "Multi-seed verification" in text and "### val split" in text and "### test split" in text
     assert "AdaLoRA keeps full-size tensors" in text and "heterolora" in text
 
 

@@ -76,20 +76,31 @@ def render_report(run_dir: Path) -> str:
     v = r.get("verify")
     if v:
         names = _metric_names(v["winner"])
+        sp = r.get("splits") or {}
+        split_names = [x for x in ("val", "test") if x in v["winner"].get("splits", {})] or ["dev"]
         out += [
-            "## Verification (same seed, data order and schedule; dev split)",
+            "## Verification (same seed, data order and schedule)",
             "",
-            "| method | adapter params | " + " | ".join(names) + " | steps | train s |",
-            "|---|---|" + "---|" * len(names) + "---|---|",
+            f"val: {sp.get('val_examples', '?')} examples carved from the training file (seeded, stratified), for "
+            f"selection; test: the GLUE dev file ({sp.get('test_examples', '?')} examples), for this report only.",
+            "",
+            "| method | adapter params | " + " | ".join(f"{x} {m}" for x in split_names for m in names) + " | steps | train s |",
+            "|---|---|" + "---|" * (len(names) * len(split_names)) + "---|---|",
         ]
         for label in ("winner", "baseline"):
             e = v[label]
+            splits = e.get("splits", {})
             out.append(
-                f"| {label}: {e['name']} | {e['params']:,} | " + " | ".join(_pct(e[m]) for m in names)
+                f"| {label}: {e['name']} | {e['params']:,} | "
+                + " | ".join(_pct(splits.get(x, e).get(m)) for x in split_names for m in names)
                 + f" | {e['steps']} | {e['seconds']:.0f} |"
             )
-        out += ["", "One seed: MRPC dev scores move by several points between seeds (measured.md); "
-                "use `heterosearch verify --seeds N` for the spread.", ""]
+        out.append("")
+        if v.get("both_trivial"):
+            out += ["**Both models predict a single class on the test split** (for regression: barely correlate with "
+                    "the labels), so this table compares nothing: train longer or run `heterosearch verify`.", ""]
+        out += ["One seed: test scores move by several points between seeds (measured.md); "
+                "use `heterosearch verify --seeds N` for paired intervals.", ""]
     t = r.get("timings", {})
     if t:
         out += ["## Wall time (s)", "", " | ".join(f"{k} {v:.1f}" for k, v in t.items()), ""]

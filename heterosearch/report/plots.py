@@ -48,15 +48,15 @@ def _fmt(x: Any, digits: int = 2) -> str:
 def proxy_vs_accuracy(report: Mapping[str, Any], path: Path, target: str = "acc") -> Path:
     """Scatter of every proxy's score against the trained outcome (rank_report.json).
 
-    ``target``: ``acc`` (dev metric, %) or ``neg_loss`` (drawn as the dev loss, lower = better;
-    its statistics are those of ``by_dev_loss``).
+    ``target``: ``acc`` (validation metric, %) or ``neg_loss`` (drawn as the dev loss, lower = better;
+    its statistics are those of ``by_val_loss``).
     """
     import numpy as np
 
     plt = _plt()
     loss = target == "neg_loss"
     mean_key = "neg_loss_mean" if loss else "mean"
-    stats = report.get("by_dev_loss", {}) if loss else report
+    stats = report.get("by_val_loss") or report.get("by_dev_loss", {}) if loss else report
     cands = [c for c in report["candidates"] if mean_key in c]
     panels: list[tuple[str, list[float], Mapping[str, Any] | None]] = [
         (p, [c["scores"][p] for c in cands], stats.get("proxies", {}).get(p)) for p in report["proxies_scored"]
@@ -85,7 +85,7 @@ def proxy_vs_accuracy(report: Mapping[str, Any], path: Path, target: str = "acc"
         if x.size and x.min() > 0 and x.max() / x.min() > 100:
             ax.set_xscale("log")
         ax.set_xlabel("score" if "params" not in name else "adapter parameters", fontsize=8)
-        ax.set_ylabel("dev loss (lower = better)" if loss else f"dev {report['metric']} (%)", fontsize=8)
+        ax.set_ylabel(("val" if "by_val_loss" in report else "dev") + " loss (lower = better)" if loss else f"{'val' if 'by_val_loss' in report else 'dev'} {report['metric']} (%)", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
@@ -247,7 +247,7 @@ def search_history(search: Mapping[str, Any], path: Path) -> Path:
 
 
 # -- seed spread ------------------------------------------------------------------------------
-def seed_spread(verify: Mapping[str, Any], path: Path, split: str = "dev", metric: str | None = None) -> Path:
+def seed_spread(verify: Mapping[str, Any], path: Path, split: str = "test", metric: str | None = None) -> Path:
     """Per method: a box over seeds, one dot per seed, lines joining the same seed across methods."""
     import numpy as np
 
@@ -271,5 +271,45 @@ def seed_spread(verify: Mapping[str, Any], path: Path, split: str = "dev", metri
     ax.set_ylabel(f"{split} {metric} (%)", fontsize=9)
     ax.set_title(f"{verify.get('task', '')}: {metric} over seeds at budget {verify.get('budget', 0):,}", fontsize=9)
     ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.tick_params(labelsize=8)
+    return _save(fig, path)
+
+
+# -- accuracy-vs-budget frontier ---------------------------------------------------------------
+def frontier_plot(doc: Mapping[str, Any], path: Path, split: str = "test") -> Path:
+    """Metric against adapter parameters (log x), one line per method, a band of mean ± std over seeds.
+
+    Each point sits at the method's mean exact parameter count at that budget (random draws
+    and AdaLoRA's effective count vary a little around the budget).
+    """
+    import numpy as np
+
+    plt = _plt()
+    metric = doc.get("metric") or "metric"
+    points = doc.get("points", {})
+    methods = [m for m in doc.get("methods", []) if any(m in p for p in points.values())]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = plt.get_cmap("tab10")
+    for k, m in enumerate(methods):
+        xs, ys, sd = [], [], []
+        for b in sorted(points, key=int):
+            p = points[b].get(m)
+            if not p or split not in p or p[split].get("mean") is None:
+                continue
+            xs.append(p["params"]["mean"])
+            ys.append(100 * p[split]["mean"])
+            sd.append(100 * (p[split].get("std") or 0.0))
+        if not xs:
+            continue
+        xs_a, ys_a, sd_a = np.array(xs), np.array(ys), np.array(sd)
+        ax.plot(xs_a, ys_a, "-o", color=colors(k % 10), ms=4, lw=1.6 if m == "winner" else 1.0, label=m)
+        ax.fill_between(xs_a, ys_a - sd_a, ys_a + sd_a, color=colors(k % 10), alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("adapter parameters (log scale)", fontsize=9)
+    ax.set_ylabel(f"{split} {metric} (%), mean ± std over seeds", fontsize=9)
+    ax.set_title(f"{doc.get('task', '')}: {split} {metric} against budget ({doc.get('space', '')} space, "
+                 f"{doc.get('proxy', '')} proxy)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3, lw=0.5)
     ax.tick_params(labelsize=8)
     return _save(fig, path)

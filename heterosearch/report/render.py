@@ -68,13 +68,13 @@ def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
         "",
     ]
     summary = v.get("summary", {})
-    for split in ("dev", "test"):
+    for split in ("val", "test", "dev"):  # "dev": reports written before the held-out protocol
         if split not in summary:
             continue
         metrics = [m for m in ("accuracy", "f1", "matthews", "pearson", "spearman") if m in summary[split]]
         main = metric if metric in summary[split] else metrics[0]
         out += [
-            f"### {split} split",
+            f"### {split} split" + {"val": " (carved from train: selection)", "test": " (the GLUE dev file: report only)"}.get(split, ""),
             "",
             "| method | adapter params | vs winner | " + " | ".join(f"{m} mean ± std" for m in metrics)
             + f" | n | winner - method ({main}, points) | wins/losses/ties | t-test p | Wilcoxon p |",
@@ -122,21 +122,70 @@ def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
     out += [f"Test split: {v.get('test_split', '-')}.", ""]
     n_seeds = len(v.get("seeds", []))
     if n_seeds < 3:
-        out += [f"With {n_seeds} seed(s) no test is run (n too small); MRPC dev moves by several points between seeds.", ""]
+        out += [f"With {n_seeds} seed(s) no test is run (n too small); MRPC test (GLUE dev) moves by several points between seeds.", ""]
     if plot:
         out += [f"![seed spread per method]({plot})", ""]
+    return out
+
+
+def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
+    """Markdown for frontier.json: per budget, every method's test metric and winner - method with its interval."""
+    metric = f.get("metric") or "-"
+    seeds = f.get("seeds", {})
+    out = [
+        f"## Accuracy against budget ({f['task']}, {f['space']} space, {f['proxy']} proxy; {f.get('status', '-')})",
+        "",
+        "Per budget: one search, then every method trained with the same recipe and seeds. Test = the GLUE dev "
+        "file (report only); val = carved from train (selection). Paired difference = winner - method over the "
+        "seeds both have, with a t-interval (95 %) and the seeds a paired t-test needs to resolve a 1-point "
+        "difference at the observed spread (80 % power).",
+        "",
+        f"| budget | seeds | method | adapter params | val {metric} | test {metric} | one-class runs | "
+        "winner - method (test, points) | 95 % interval | seeds for 1 pt | p (t-test) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for b in sorted(f.get("points", {}), key=int):
+        for m in f.get("methods", []):
+            p = f["points"][b].get(m)
+            if not p:
+                continue
+            par = p["params"]
+            pcell = f"{par['min']:,}" if par["min"] == par["max"] else f"{par['min']:,} - {par['max']:,}"
+
+            def ms(split: str, p: Mapping[str, Any] = p) -> str:
+                d = p.get(split)
+                if not d or d.get("mean") is None:
+                    return "-"
+                return _pct(d["mean"]) + (f" ± {_pct(d['std'])}" if d.get("std") is not None else "")
+
+            pair = f.get("paired", {}).get(b, {}).get(m)
+            if pair and pair.get("mean_diff") is not None:
+                diff = f"{100 * pair['mean_diff']:+.1f}" + (f" ± {100 * pair['std_diff']:.1f}" if pair.get("std_diff") is not None else "")
+                ci = pair.get("ci95")
+                ci_cell = f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "n < 2"
+                need = pair.get("seeds_for_1pt")
+                need_cell = "-" if need is None else f"{need}"
+                pcell2 = _p(pair.get("t_test_p"))
+            else:
+                diff, ci_cell, need_cell, pcell2 = ("(reference)" if m == "winner" else "-"), "", "", ""
+            out.append(f"| {int(b):,} | {seeds.get(b, '-')} | **{m}**: {p['name']} | {pcell} | {ms('val')} | {ms('test')} | "
+                       f"{p.get('trivial_test', 0)}/{p.get('n', 0)} | {diff} | {ci_cell} | {need_cell} | {pcell2} |")
+    out.append("")
+    if plot:
+        out += [f"![{metric} against adapter parameters]({plot})", ""]
     return out
 
 
 def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None = None) -> list[str]:
     """Markdown for rank_report.json: rank statistics per proxy with CIs, noise ceiling, baselines."""
     n = sum(1 for c in r["candidates"] if "mean" in c)
+    split = "validation" if "by_val_loss" in r or r.get("split") == "val" else "dev"
     out = [
         f"## Proxy ranking quality ({n} allocations at budget {r['budget']:,} ± {100 * r['tolerance']:.0f} %, "
         f"{r['steps']} training steps, seeds {', '.join(map(str, r['seeds']))})",
         "",
         f"Each proxy scores an allocation by the sum of its sites' scores at the chosen ranks; the sign is fixed "
-        f"in advance (higher = better). Correlations are against the mean dev {r['metric']} of the two seeds; "
+        f"in advance (higher = better). Correlations are against the mean {split} {r['metric']} of the two seeds; "
         f"top-k precision uses k = {r.get('k', '-')}; brackets are paired bootstrap 95 % intervals "
         "(BCa; percentile where BCa is undefined).",
         "",
@@ -144,20 +193,20 @@ def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None =
     if r.get("status") != "complete":
         return out + ["(partial: statistics are computed when every sample has been trained)", ""]
     out += _rank_table(r)
-    loss = r.get("by_dev_loss")
+    loss = r.get("by_val_loss") or r.get("by_dev_loss")
     if loss:
-        out += [f"The same statistics against minus the mean dev loss of the two seeds (higher = better). The loss "
+        out += [f"The same statistics against minus the mean {split} loss of the two seeds (higher = better). The loss "
                 f"can still separate models when a short training leaves every one at the same {r['metric']} "
                 "(for example the majority class):", ""]
         out += _rank_table(loss)
     u = r.get("uniform")
     if u and "mean" in u:
-        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} dev {r['metric']} "
+        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} {split} {r['metric']} "
                 f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
     if plot:
         out += [f"![proxy score against accuracy]({plot})", ""]
     if loss_plot:
-        out += [f"![proxy score against dev loss]({loss_plot})", ""]
+        out += [f"![proxy score against the loss]({loss_plot})", ""]
     return out
 
 
@@ -212,9 +261,11 @@ def render_run_report(run_dir: Path | str) -> Path:
     search = _load(run_dir / "search.json")
     verify = _load(run_dir / "verify_seeds.json")
     ranking = _load(run_dir / "rank_report.json")
+    front = _load(run_dir / "frontier.json")
     scores = None if results else _load(run_dir / "scores.json")
-    if not any((results, search, verify, ranking)):
-        raise UserError(f"{run_dir} has none of results.json, search.json, verify_seeds.json, rank_report.json: nothing to report")
+    if not any((results, search, verify, ranking, front)):
+        raise UserError(f"{run_dir} has none of results.json, search.json, verify_seeds.json, rank_report.json, "
+                        "frontier.json: nothing to report")
     plot_dir = run_dir / PLOTS_DIR
     head, tail = f"# heterosearch report: {run_dir.name}\n", ""
     if results:  # the run's own report; the evidence sections go before its wall-time/versions tail
@@ -237,17 +288,20 @@ def render_run_report(run_dir: Path | str) -> Path:
         lines += ["## Figures", "", *[f + "\n" for f in figures]]
     if verify and verify.get("summary"):
         plot = None
-        split = "dev" if "dev" in verify["summary"] else next(iter(verify["summary"]), None)
+        split = next((s for s in ("test", "dev") if s in verify["summary"]), next(iter(verify["summary"]), None))
         if split and verify["metric"] in verify["summary"][split]:
             plots.seed_spread(verify, plot_dir / "seed_spread.png", split=split)
             plot = f"{PLOTS_DIR}/seed_spread.png"
         lines += verify_section(verify, plot)
+    if front and front.get("points"):
+        plots.frontier_plot(front, plot_dir / "frontier.png")
+        lines += frontier_section(front, f"{PLOTS_DIR}/frontier.png")
     if ranking:
         plot = loss_plot = None
         if ranking.get("status") == "complete" and ranking["candidates"]:
             plots.proxy_vs_accuracy(ranking, plot_dir / "proxy_vs_accuracy.png")
             plot = f"{PLOTS_DIR}/proxy_vs_accuracy.png"
-            if ranking.get("by_dev_loss"):
+            if ranking.get("by_val_loss") or ranking.get("by_dev_loss"):
                 plots.proxy_vs_accuracy(ranking, plot_dir / "proxy_vs_dev_loss.png", target="neg_loss")
                 loss_plot = f"{PLOTS_DIR}/proxy_vs_dev_loss.png"
         lines += rank_section(ranking, plot, loss_plot)

@@ -1,7 +1,8 @@
 """The short verification training: one loop that reads top to bottom (nanoGPT style).
 
-Defaults (``TrainConfig``) follow the prototype in measured.md: AdamW lr 5e-4, batch 32,
-max length 128, alpha = 2r, linear decay with 6 % warm-up. Winner and baselines train with
+``TrainConfig`` holds the recipe; the run's recipe (``RunConfig``) was chosen by the sweep in
+``benchmarks/recipe_sweep.py`` on the validation split (reports/README.md): AdamW, batch 32,
+max length 128, alpha = 2r, 6 % linear warm-up then linear decay to 0. Winner and baselines train with
 the same seed, so they see the same data order, schedule and head initialisation.
 
 With ``checkpoint=PATH`` the loop saves every ``checkpoint_every`` steps the trainable
@@ -63,6 +64,7 @@ class TrainResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
     resumed_from: int = 0  # the step a checkpoint resumed this model from (0 = trained in one go)
     eval_loss: dict[str, float] = field(default_factory=dict)  # split -> mean loss per example
+    trivial: dict[str, bool] = field(default_factory=dict)  # split -> one class predicted / no correlation
 
     def summary(self) -> dict[str, Any]:
         """The fields every results file records for one trained model."""
@@ -71,6 +73,7 @@ class TrainResult:
             "head_params": self.head_params,
             "splits": self.metrics,
             "eval_loss": self.eval_loss,
+            "trivial": self.trivial,
             "steps": self.steps,
             "train_loss": self.train_loss,
             "seconds": self.seconds,
@@ -86,8 +89,32 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, ba
     return evaluate_with_loss(model, tokenizer, enc, spec, batch_size)[0]
 
 
+#: A classifier whose most frequent prediction covers at least this share of a split "predicts one class".
+ONE_CLASS_SHARE = 0.99
+#: A regressor whose |Pearson r| stays below this has learnt only a trivial correlation.
+TRIVIAL_CORRELATION = 0.1
+
+
+def is_trivial(preds: list[Any], regression: bool, metrics: Mapping[str, float]) -> bool:
+    """True when a model has learnt nothing usable on a split: it (nearly) always predicts the
+    same class (MRPC's majority class scores 68.4 % accuracy and 81.2 F1 that way), or, for
+    regression, its predictions barely correlate with the labels."""
+    if not preds:
+        return True
+    if regression:
+        return abs(metrics.get("pearson", 0.0)) < TRIVIAL_CORRELATION
+    _, counts = np.unique(np.asarray(preds), return_counts=True)
+    return bool(counts.max() / len(preds) >= ONE_CLASS_SHARE)
+
+
 def evaluate_with_loss(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, batch_size: int) -> tuple[dict[str, float], float]:
-    """(metrics, mean loss per example) on a labelled split.
+    """(metrics, mean loss per example) on a labelled split."""
+    metrics, loss, _ = evaluate_split(model, tokenizer, enc, spec, batch_size)
+    return metrics, loss
+
+
+def evaluate_split(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, batch_size: int) -> tuple[dict[str, float], float, bool]:
+    """(metrics, mean loss per example, trivial) on a labelled split (``is_trivial``).
 
     The loss (cross-entropy; squared error for regression, as the model's training loss) is
     kept because it still ranks models when the metric cannot: after a short training
@@ -112,7 +139,8 @@ def evaluate_with_loss(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spe
             preds.extend(logits.squeeze(-1).tolist() if enc.regression else logits.argmax(-1).tolist())
             order.extend(idx)
     labels = [enc.labels[i] for i in order]  # type: ignore[index]
-    return compute_metrics(spec, preds, labels), total / max(1, len(order))
+    metrics = compute_metrics(spec, preds, labels)
+    return metrics, total / max(1, len(order)), is_trivial(preds, enc.regression, metrics)
 
 
 def make_optimizer(trainable: list[torch.nn.Parameter], cfg: TrainConfig, steps: int) -> tuple[Any, Any]:
@@ -209,8 +237,8 @@ def train_allocation(
             })
     seconds = elapsed + time.perf_counter() - t0
 
-    evaluated = {name: evaluate_with_loss(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
-    metrics = {name: m for name, (m, _) in evaluated.items()}
+    evaluated = {name: evaluate_split(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    metrics = {name: m for name, (m, _, _) in evaluated.items()}
     if save_dir is not None:  # trained adapters + head, reloadable with heterosearch.load_adapters
         from heterosearch.export.loader import save_adapters
 
@@ -231,7 +259,8 @@ def train_allocation(
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         metrics=metrics,
         resumed_from=start,
-        eval_loss={name: loss for name, (_, loss) in evaluated.items()},
+        eval_loss={name: loss for name, (_, loss, _) in evaluated.items()},
+        trivial={name: t for name, (_, _, t) in evaluated.items()},
     )
 
 

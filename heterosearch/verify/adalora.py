@@ -45,6 +45,8 @@ class AdaLoraResult:
     tokens_per_second: float
     schedule: dict[str, int]
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    eval_loss: dict[str, float] = field(default_factory=dict)
+    trivial: dict[str, bool] = field(default_factory=dict)
 
 
 def adalora_schedule(steps: int) -> dict[str, int]:
@@ -75,7 +77,7 @@ def train_adalora(
     """Fresh model -> AdaLoRA on ``sites`` -> the training loop of ``train_allocation`` + update_and_allocate."""
     from peft import AdaLoraConfig, get_peft_model
 
-    from heterosearch.train import evaluate
+    from heterosearch.train.loop import evaluate_split
 
     torch.manual_seed(cfg.seed)
     base = model_factory()
@@ -119,7 +121,7 @@ def train_adalora(
     final = _final_ranks(model, by_site, init_r)
     effective = sum(final[s.key] * (s.d_in + s.d_out + 1) for s in sites)
     lora_equiv = sum(final[s.key] * (s.d_in + s.d_out) for s in sites)
-    metrics = {name: evaluate(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    evaluated = {name: evaluate_split(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
     return AdaLoraResult(
         params=effective,
         params_lora_equivalent=lora_equiv,
@@ -133,7 +135,9 @@ def train_adalora(
         seconds=seconds,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         schedule=sched,
-        metrics=metrics,
+        metrics={name: e[0] for name, e in evaluated.items()},
+        eval_loss={name: e[1] for name, e in evaluated.items()},
+        trivial={name: e[2] for name, e in evaluated.items()},
     )
 
 

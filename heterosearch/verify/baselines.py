@@ -75,20 +75,45 @@ def _site_map(sites: Sequence[SiteLike]) -> dict[str, SiteLike]:
     return {s.key: s for s in sites}
 
 
-def uniform_baseline(sites: Sequence[SiteLike], roles: Sequence[str], budget: int, method: str, target: int) -> Planned:
-    """Uniform LoRA on ``roles`` at the largest integer rank whose cost fits ``budget``."""
+def uniform_baseline(sites: Sequence[SiteLike], roles: Sequence[str], budget: int, method: str, target: int,
+                     mixed: bool = False) -> Planned:
+    """Uniform LoRA on ``roles`` at the largest integer rank whose cost fits ``budget``.
+
+    ``mixed``: when that lands more than ``TOLERANCE`` under the budget, raise sites one at a
+    time to rank r + 1, in site order (layer 0 first; q, k, v, o, ffn_in, ffn_out within a
+    layer), skipping a site whose step would pass the budget, until within the tolerance.
+    So "uniform on all sites" stays a budget-matched baseline at budgets between multiples
+    of its per-rank cost, and its ranks differ by at most one.
+    """
     rank = largest_uniform_rank(sites, roles, budget)
     if rank < 1:
         raise UserError(f"{method}: uniform LoRA r=1 on {','.join(roles)} already exceeds the budget {budget:,}")
     alloc = uniform_allocation(sites, roles, rank)
+    smap = _site_map(sites)
+    cost = alloc.params(smap)
+    raised = 0
+    if mixed and cost < budget * (1 - TOLERANCE):
+        ranks = dict(alloc.lora)
+        for s in sites:
+            if s.key not in ranks:
+                continue
+            step = lora_params(s.d_in, s.d_out, 1)
+            if cost + step <= budget:
+                ranks[s.key] += 1
+                cost += step
+                raised += 1
+            if cost >= budget * (1 - TOLERANCE):
+                break
+        alloc = Allocation(lora=ranks)
+    name = f"uniform LoRA r={rank} on {','.join(roles)}" + (f" ({raised} sites at r={rank + 1})" if raised else "")
     return Planned(
         method=method,
-        name=f"uniform LoRA r={rank} on {','.join(roles)}",
+        name=name,
         allocation=alloc,
-        params=alloc.params(_site_map(sites)),
+        params=alloc.params(smap),
         target=target,
-        rule="largest integer rank within the budget",
-        details={"rank": rank, "roles": list(roles)},
+        rule="largest integer rank within the budget" + (", then +1 rank on sites in order to within 2 %" if mixed else ""),
+        details={"rank": rank, "roles": list(roles), "raised_sites": raised},
     )
 
 
@@ -263,7 +288,7 @@ def plan_baselines(
             elif method == "uniform_qv":
                 out[method] = uniform_baseline(sites, baseline_roles, budget, method, target)
             elif method == "uniform_all":
-                out[method] = uniform_baseline(sites, roles_all, budget, method, target)
+                out[method] = uniform_baseline(sites, roles_all, budget, method, target, mixed=True)
             elif method == "random":
                 out[method] = random_baseline(sites, rank_choices, target, seed)
             elif method == "heterolora":

@@ -14,7 +14,7 @@ NASLib's conventions (methods.md section 6):
 - the noise ceiling: the same statistics between the two training seeds' accuracies, and the
   reliability of the seed mean (``reliability``): the share of its variance across allocations
   that is not seed noise; near 0 means this fidelity cannot rank the sampled allocations;
-- the same statistics against minus the dev loss (``by_dev_loss``): a short training often
+- the same statistics against minus the validation loss (``by_val_loss``): a short training often
   leaves every allocation at MRPC's majority class, where accuracy ties but the loss ranks;
 - baselines: the parameter count as a score, a random score (and its expectation), and
   uniform LoRA on q,v at the same budget trained at the same fidelity.
@@ -83,7 +83,7 @@ def top_k_precision(score: np.ndarray, acc: np.ndarray, k: int, axis: int = -1) 
     """Share of the k best-scored items that are among the k most accurate, along the last axis.
 
     "Among the k most accurate" = accuracy >= the k-th highest accuracy, so items tied with
-    the k-th count as hits (dev accuracies on a few hundred examples tie often); ties in the
+    the k-th count as hits (validation accuracies on a few hundred examples tie often); ties in the
     score itself are broken by position (a stable sort).
     """
     s = np.moveaxis(np.asarray(score, float), axis, -1)
@@ -194,7 +194,7 @@ def rank_report(
 
     from heterosearch.pipeline import Run, RunConfig, stage_score, versions
     from heterosearch.proxies import PROXIES
-    from heterosearch.train import TrainConfig, train_allocation
+    from heterosearch.train import train_allocation
     from heterosearch.verify.seeds import model_factory
 
     if samples < 4:
@@ -213,10 +213,9 @@ def rank_report(
     run.__dict__.pop("_first_model", None)
     proxies = list(scores.curves)
     signs = {p: 1.0 if PROXIES.get(p).higher_is_better else -1.0 for p in proxies}
-    train_cfg = TrainConfig(epochs=cfg.train_epochs, max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                            max_length=cfg.max_length, seed=seeds[0])
+    train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])
     metric = run.spec.main_metric
-    evals = {"dev": run.encoded["dev"]}
+    evals = {"val": run.encoded["val"]}  # a calibration is a choice: it uses the validation split
 
     path = run.path(RANK_REPORT_FILE)
     old = read_json(path) if path.is_file() else {}
@@ -241,6 +240,8 @@ def rank_report(
         "seeds": seeds,
         "sample_seed": seed,
         "metric": metric,
+        "split": "val",
+        "splits": run.splits,
         "proxies_scored": proxies,
         "signs": {p: "+" if s > 0 else "-" for p, s in signs.items()},
         "scoring": scores.meta,
@@ -254,7 +255,7 @@ def rank_report(
         t0 = time.perf_counter()
         res = train_allocation(model_factory(run, s), run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
                                run.encoded["train"], evals, run.spec, replace(train_cfg, seed=s), label=label)
-        return {"metrics": res.metrics["dev"], "eval_loss": res.eval_loss.get("dev"), "steps": res.steps, "train_loss": res.train_loss,
+        return {"metrics": res.metrics["val"], "eval_loss": res.eval_loss.get("val"), "steps": res.steps, "train_loss": res.train_loss,
                 "seconds": time.perf_counter() - t0}
 
     for i, alloc in enumerate(allocs):
@@ -294,7 +295,7 @@ def rank_report(
     t0 = time.perf_counter()
     report.update(ranking_report(candidates, proxies, signs, seeds, n_resamples=n_resamples, seed=seed))
     if all("neg_loss" in c for c in candidates):
-        report["by_dev_loss"] = ranking_report(candidates, proxies, signs, seeds, n_resamples=n_resamples, seed=seed,
+        report["by_val_loss"] = ranking_report(candidates, proxies, signs, seeds, n_resamples=n_resamples, seed=seed,
                                                target="neg_loss")
     timings["statistics"] = time.perf_counter() - t0
     timings["last_invocation"] = time.perf_counter() - t_start
@@ -306,7 +307,7 @@ def rank_report(
 
 def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str) -> None:
     """Per-seed training outcomes of a trained entry: ``acc`` (the task metric) and, when recorded,
-    ``neg_loss`` (minus the dev loss, so higher is better for both), each with its seed mean."""
+    ``neg_loss`` (minus the validation loss, so higher is better for both), each with its seed mean."""
     runs = [entry["runs"][str(s)] for s in seeds]
     entry["acc"] = {str(s): r["metrics"][metric] for s, r in zip(seeds, runs)}
     entry["mean"] = float(np.mean(list(entry["acc"].values())))
@@ -327,7 +328,7 @@ def ranking_report(
     """The statistics section of rank_report.json from finished candidates.
 
     ``target``: ``acc`` (the task metric, per seed in ``c["acc"]``, mean in ``c["mean"]``) or
-    ``neg_loss`` (minus the dev loss, in ``c["neg_loss"]`` / ``c["neg_loss_mean"]``).
+    ``neg_loss`` (minus the validation loss, in ``c["neg_loss"]`` / ``c["neg_loss_mean"]``).
     """
     mean_key = "mean" if target == "acc" else f"{target}_mean"
     acc = np.array([c[mean_key] for c in candidates])
@@ -346,7 +347,7 @@ def ranking_report(
         "reliability": reliability(per_seed),
         "proxies": stats_by_proxy,
         "noise_ceiling": {
-            "what": f"the same statistics between the {'accuracies' if target == 'acc' else 'dev losses'} of seed {seeds[0]} and seed {seeds[1]}",
+            "what": f"the same statistics between the {'accuracies' if target == 'acc' else 'validation losses'} of seed {seeds[0]} and seed {seeds[1]}",
             **ranking_stats(a0, a1, k, n_resamples, seed),
         },
         "baselines": {

@@ -58,10 +58,55 @@ def describe(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[str, Any]:
-    """Paired differences a - b over the seeds both have: mean, std, wins, t-test and Wilcoxon p.
+#: The difference (in metric points) the "seeds needed" figure is computed for.
+RESOLVE_POINTS = 1.0
 
-    Tests need n >= 3 seeds; below that the p-values are None and ``test`` says "n too small".
+
+def paired_interval(diffs: Sequence[float] | np.ndarray, level: float = 0.95) -> list[float] | None:
+    """Student-t interval of the mean paired difference: mean ± t_{n-1} * sd / sqrt(n) (None for n < 2)."""
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=np.float64)
+    n = len(d)
+    if n < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    return [float(d.mean() - half), float(d.mean() + half)]
+
+
+def seeds_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8, cap: int = 10_000) -> int | None:
+    """Seeds a paired t-test needs to detect a true difference ``delta`` at the paired spread ``sd``.
+
+    Two-sided ``alpha``, ``power`` (80 %): the smallest n with
+    n >= ((t_{1-alpha/2, n-1} + t_{power, n-1}) * sd / delta)^2, found
+    by bisection. 2 when every seed gave the same difference (sd = 0); None above ``cap``.
+    """
+    from scipy import stats
+
+    if not math.isfinite(sd) or delta <= 0:
+        return None
+    if sd == 0:
+        return 2
+
+    def enough(n: int) -> bool:  # need(n) falls as n grows, so this predicate is monotone in n
+        return n >= ((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / delta) ** 2
+
+    if not enough(cap):
+        return None
+    lo, hi = 2, cap
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid + 1, hi)
+    return lo
+
+
+def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[str, Any]:
+    """Paired differences a - b over the seeds both have: mean, std, 95 % interval, wins, tests.
+
+    ``ci95``: t-interval of the mean difference (n >= 2). ``seeds_for_1pt``: seeds a paired
+    t-test needs to resolve a 1-point difference at the observed paired spread (80 % power,
+    alpha 0.05). Tests need n >= 3 seeds; below that the p-values are None and ``test`` says
+    "n too small".
     """
     seeds = sorted(set(a) & set(b), key=str)
     diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
@@ -77,7 +122,12 @@ def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[st
         "ties": int((diffs == 0).sum()),
         "t_test_p": None,
         "wilcoxon_p": None,
+        "ci95": None,
+        "seeds_for_1pt": None,
     }
+    if n >= 2:
+        out["ci95"] = paired_interval(diffs)
+        out["seeds_for_1pt"] = seeds_needed(float(diffs.std(ddof=1)), RESOLVE_POINTS / 100.0)
     if n < MIN_TEST_N:
         out["test"] = f"n too small (n = {n}; tests need >= {MIN_TEST_N} seeds)"
         return out
@@ -137,7 +187,11 @@ def open_run(run_dir: Path) -> Any:
     stored = dict(read_json(run_dir / CONFIG_FILE)["config"])
     stored["proxies"] = tuple(stored.get("proxies", ()))
     stored["out"] = str(run_dir)
-    return Run(cfg=RunConfig(**stored), out=run_dir)
+    run = Run(cfg=RunConfig(**stored), out=run_dir)
+    from heterosearch import run_folder
+
+    run_folder.lock(run_dir)  # verify writes verify_seeds.json: one writer per folder
+    return run
 
 
 def model_factory(run: Any, seed: int) -> Any:
@@ -152,16 +206,7 @@ def model_factory(run: Any, seed: int) -> Any:
 
 
 def _train_config(run: Any, train_epochs: float | None, max_train_steps: int | None) -> Any:
-    from heterosearch.train import TrainConfig
-
-    return TrainConfig(
-        epochs=train_epochs if train_epochs is not None else run.cfg.train_epochs,
-        max_steps=max_train_steps if max_train_steps is not None else run.cfg.max_train_steps,
-        batch_size=run.cfg.batch_size,
-        lr=run.cfg.lr,
-        max_length=run.cfg.max_length,
-        seed=run.cfg.seed,
-    )
+    return run.cfg.train_config(epochs=train_epochs, max_steps=max_train_steps)
 
 
 def _without_seed(cfg: Any) -> dict[str, Any]:
@@ -239,6 +284,8 @@ def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str,
             "adalora_schedule": res.schedule,
             "head_params": res.head_params,
             "splits": res.metrics,
+            "eval_loss": res.eval_loss,
+            "trivial": res.trivial,
             "steps": res.steps,
             "train_loss": res.train_loss,
             "seconds": res.seconds,
@@ -256,7 +303,22 @@ def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str,
     return {**res.summary(), "source": "trained"}
 
 
-def verify_run(
+def verify_run(run_dir: Path | str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train every method for every seed (skipping finished pairs), then write the statistics.
+
+    Arguments as ``_verify_run``. Holds the run folder's lock while it works.
+    """
+    from heterosearch import run_folder
+
+    held_before = run_folder.holds(Path(run_dir))
+    try:
+        return _verify_run(run_dir, *args, **kwargs)
+    finally:
+        if not held_before:
+            run_folder.unlock(Path(run_dir))
+
+
+def _verify_run(
     run_dir: Path | str,
     seeds: int | Sequence[int] = 3,
     methods: str | Sequence[str] | None = None,
@@ -320,7 +382,8 @@ def verify_run(
     run.__dict__.pop("_first_model", None)
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     state["splits"] = sorted(evals)
-    state["test_split"] = "labelled" if "test" in evals else "no labels: dev only"
+    state["test_split"] = "the GLUE dev file (report only; GLUE test labels are private)"
+    state["split_roles"] = run.splits
     timings: dict[str, float] = dict(state.get("timings", {}))
 
     for seed in seed_list:
@@ -355,8 +418,8 @@ def verify_run(
             timings[key] = time.perf_counter() - t0
             state["timings"] = timings
             write_json(path, state)
-            main = entry["splits"].get("dev", {}).get(run.spec.main_metric)
-            say(f"verify: {method} seed {seed}: dev {run.spec.main_metric} "
+            main = entry["splits"].get("test", {}).get(run.spec.main_metric)
+            say(f"verify: {method} seed {seed}: test {run.spec.main_metric} "
                 f"{'-' if main is None else f'{100 * main:.1f}'} ({entry['params']:,} params, {timings[key]:.0f}s)")
     state["summary"] = summarize({k: v for k, v in runs.items() if v["seed"] in state["seeds"]}, state["methods_order"])
     timings["last_invocation"] = time.perf_counter() - t_start

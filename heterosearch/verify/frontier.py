@@ -1,0 +1,179 @@
+"""The accuracy-vs-budget frontier: search at each budget, then train the winner and the baselines.
+
+``frontier(...)`` makes one run folder per budget under ``OUT/`` (``OUT/b41500/`` ...): scoring,
+search and export as ``heterosearch run`` does them (``pipeline.run_all`` without its one-seed
+training), then ``verify_run`` trains every method for that budget's seeds. Every stage and
+every (method, seed) training is kept on disk, so rerunning the same command resumes.
+
+Trainings are ordered so that a partial frontier is already useful: first every budget at up
+to ``FIRST_PASS_SEEDS`` seeds, then the extra seeds of the budgets that ask for more.
+
+``OUT/frontier.json`` (format 1): ``task``, ``space``, ``proxy``, ``budgets`` (list), ``seeds``
+(budget -> n), ``methods``, ``metric``, ``splits`` (what each split is for), ``points``
+(budget -> method -> params, per-split mean/std/values, trivial count) and ``paired``
+(budget -> method -> winner - method on the test split: diffs, mean, 95 % interval, seeds
+needed for a 1-point difference, t-test p), ``status`` (complete/partial), ``argv``,
+``versions``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from heterosearch import run_folder
+from heterosearch.errors import UserError
+from heterosearch.export.files import read_json, write_json
+from heterosearch.progress import say
+
+FRONTIER_FILE = "frontier.json"
+FORMAT_VERSION = 1
+FIRST_PASS_SEEDS = 3
+DEFAULT_METHODS = ("winner", "uniform_qv", "uniform_all", "random", "adalora")
+
+
+def budget_folder(out: Path, budget: int) -> Path:
+    return out / f"b{budget}"
+
+
+def seeds_per_budget(budgets: Sequence[int], seeds: Sequence[int]) -> dict[int, int]:
+    """``--seeds 5`` (every budget) or ``--seeds 5,3,3`` (one count per budget, in order)."""
+    if len(seeds) == 1:
+        counts = [seeds[0]] * len(budgets)
+    elif len(seeds) == len(budgets):
+        counts = list(seeds)
+    else:
+        raise UserError(f"--seeds takes one count or one per budget ({len(budgets)}), got {len(seeds)}")
+    if any(n < 1 for n in counts):
+        raise UserError(f"--seeds counts must be >= 1, got {counts}")
+    return dict(zip(budgets, counts))
+
+
+def frontier(
+    task: str,
+    budgets: Sequence[int],
+    seeds: Sequence[int],
+    out: str | Path,
+    methods: Sequence[str] | str | None = None,
+    space: str = "lora",
+    proxy: str = "spectral",
+    model: str | None = None,
+    data_dir: str | None = None,
+    trials: int = 300,
+    train_epochs: float | None = None,
+    max_train_steps: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``."""
+    from heterosearch.pipeline import RunConfig, run_all, versions
+    from heterosearch.verify.seeds import parse_methods, verify_run
+
+    budgets = sorted({int(b) for b in budgets})
+    if not budgets:
+        raise UserError("--budgets needs at least one budget, e.g. --budgets 41.5k,83k,0.5M")
+    counts = seeds_per_budget(budgets, [int(s) for s in seeds])
+    names = parse_methods(methods if methods is not None else list(DEFAULT_METHODS))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    path = out / FRONTIER_FILE
+    if path.is_file():
+        old = read_json(path)
+        same = {k: old.get(k) for k in ("task", "space", "proxy", "model", "seed")}
+        want = {"task": task, "space": space, "proxy": proxy, "model": model, "seed": seed}
+        if same != want:
+            diff = ", ".join(k for k in want if same[k] != want[k])
+            raise UserError(f"{out} holds a frontier made with other settings ({diff}); pick another --out")
+    elif out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty and holds no {FRONTIER_FILE}; nothing was changed: pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    run_folder.mark(out, kind="frontier")
+    t_start = time.perf_counter()
+    doc: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "task": task,
+        "space": space,
+        "proxy": proxy,
+        "model": model,
+        "seed": seed,
+        "budgets": budgets,
+        "seeds": {str(b): n for b, n in counts.items()},
+        "methods": names,
+        "argv": sys.argv,
+        "versions": versions(),
+        "status": "partial",
+    }
+    write_json(path, doc)
+
+    # 1. search at every budget (cheap: seconds each), so a crash in a later budget's training
+    #    never leaves a budget without its winner.
+    for b in budgets:
+        folder = budget_folder(out, b)
+        cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, seed=seed,
+                        data_dir=data_dir, out=str(folder),
+                        **({"train_epochs": train_epochs} if train_epochs is not None else {}),
+                        max_train_steps=max_train_steps)
+        if not (folder / "search.json").is_file() or not (folder / "allocation.json").is_file():
+            say(f"frontier: budget {b:,}: scoring and search")
+        run_all(cfg, resume=(folder / "config.json").is_file(), verify=False)
+
+    # 2. train: every budget at up to FIRST_PASS_SEEDS seeds, then the extra seeds.
+    passes = [{b: min(n, FIRST_PASS_SEEDS) for b, n in counts.items()}, counts]
+    for plan in passes:
+        for b in budgets:
+            say(f"frontier: budget {b:,}: {plan[b]} seed(s) x {len(names)} methods")
+            verify_run(budget_folder(out, b), seeds=plan[b], methods=names, train_epochs=train_epochs,
+                       max_train_steps=max_train_steps)
+            doc.update(summarize_frontier(out, budgets))
+            write_json(path, doc)
+
+    doc.update(summarize_frontier(out, budgets))
+    doc["status"] = "complete"
+    doc["last_invocation_seconds"] = time.perf_counter() - t_start
+    write_json(path, doc)
+    return doc
+
+
+def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
+    """Points and paired differences per budget, from each budget folder's verify_seeds.json."""
+    from heterosearch.verify.seeds import VERIFY_SEEDS_FILE
+
+    points: dict[str, Any] = {}
+    paired: dict[str, Any] = {}
+    metric = None
+    splits = None
+    for b in budgets:
+        vpath = budget_folder(out, b) / VERIFY_SEEDS_FILE
+        if not vpath.is_file():
+            continue
+        v = read_json(vpath)
+        metric = v["metric"]
+        splits = v.get("split_roles", splits)
+        summary = v.get("summary") or {}
+        by_method: dict[str, list[Mapping[str, Any]]] = {}
+        for e in v.get("runs", {}).values():
+            by_method.setdefault(e["method"], []).append(e)
+        points[str(b)] = {}
+        for m, entries in by_method.items():
+            counts = sorted(e["params"] for e in entries)
+            point: dict[str, Any] = {
+                "name": entries[0].get("name", m) if m != "random" else "random allocations (one draw per seed)",
+                "params": {"min": counts[0], "max": counts[-1], "mean": sum(counts) / len(counts)},
+                "trivial_test": sum(bool((e.get("trivial") or {}).get("test")) for e in entries),
+                "n": len(entries),
+            }
+            for split in ("val", "test"):
+                block = (summary.get(split) or {}).get(metric, {}).get("methods", {}).get(m)
+                if block:
+                    point[split] = {k: block[k] for k in ("mean", "std", "n", "values")}
+            points[str(b)][m] = point
+        test = (summary.get("test") or {}).get(metric, {}).get("paired", {})
+        paired[str(b)] = {
+            m: {k: p.get(k) for k in ("n", "diffs", "mean_diff", "std_diff", "ci95", "seeds_for_1pt", "wins", "losses",
+                                       "ties", "t_test_p", "wilcoxon_p")}
+            for m, p in test.items()
+        }
+    return {"metric": metric, "splits": splits, "points": points, "paired": paired}

@@ -1,0 +1,162 @@
+"""The held-out protocol and the instrument built on it: validation split, statistics,
+budget-matched uniform baseline, trivial-model detection and the accuracy-vs-budget frontier."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HETEROSEARCH_QUIET", "1")
+
+from heterosearch.errors import UserError  # noqa: E402
+from heterosearch.tasks._loading import Split  # noqa: E402
+from heterosearch.tasks.splits import carve_validation  # noqa: E402
+from heterosearch.verify.seeds import paired_comparison, paired_interval, seeds_needed  # noqa: E402
+from tests.test_verify import Counter, _tiny_world  # noqa: E402
+
+
+def _split(labels: list[Any]) -> Split:
+    return Split(texts=[(f"s{i}",) for i in range(len(labels))], labels=labels, source="mem")
+
+
+# ------------------------------------------------------------------ validation split
+def test_validation_split_is_stratified_disjoint_and_seeded() -> None:
+    labels = [1] * 700 + [0] * 300
+    c = carve_validation(_split(labels), 0.1, split_seed=0, classification=True)
+    assert len(c.val) == 100 and len(c.train) == 900
+    assert set(c.val_index).isdisjoint(c.train_index) and sorted(c.val_index + c.train_index) == list(range(1000))
+    assert c.val.labels.count(1) == 70 and c.val.labels.count(0) == 30  # the file's balance, exactly
+    again = carve_validation(_split(labels), 0.1, split_seed=0, classification=True)
+    other = carve_validation(_split(labels), 0.1, split_seed=1, classification=True)
+    assert again.val_index == c.val_index and other.val_index != c.val_index
+    assert [c.train.texts[i] for i in range(3)] == [(f"s{i}",) for i in c.train_index[:3]]
+
+
+def test_validation_split_regression_and_bad_fractions() -> None:
+    c = carve_validation(_split([float(i) for i in range(50)]), 0.2, split_seed=3, classification=False)
+    assert len(c.val) == 10 and len(c.train) == 40
+    for bad in (0.0, 1.0, -0.1, float("nan")):
+        with pytest.raises(UserError, match="val-fraction"):
+            carve_validation(_split([0, 1] * 10), bad, 0, True)
+    with pytest.raises(UserError, match="cannot be split"):
+        carve_validation(_split([0, 1]), 0.01, 0, True)  # rounds to an empty validation split
+
+
+# ------------------------------------------------------------------ statistics
+def test_paired_interval_matches_the_t_formula() -> None:
+    from scipy import stats
+
+    d = np.array([0.01, 0.03, 0.02, 0.00])
+    lo, hi = paired_interval(d)
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert lo == pytest.approx(d.mean() - half) and hi == pytest.approx(d.mean() + half)
+    assert paired_interval([0.1]) is None
+
+
+def test_seeds_needed_is_the_smallest_n_with_enough_power() -> None:
+    from scipy import stats
+
+    for sd in (0.004, 0.01, 0.02):
+        n = seeds_needed(sd, 0.01)
+        assert n is not None
+
+        def need(k: int, sd: float = sd) -> float:
+            return ((stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1)) * sd / 0.01) ** 2
+
+        assert n >= need(n) and (n == 2 or n - 1 < need(n - 1))
+    assert seeds_needed(0.01, 0.01) == 10  # ~ (2.26 + 0.88)^2 at a paired sd of 1 point
+    assert seeds_needed(0.0, 0.01) == 2
+    assert seeds_needed(1.0, 0.0001) is None  # beyond the cap
+
+
+def test_paired_comparison_reports_interval_and_seeds() -> None:
+    a = {0: 0.80, 1: 0.82, 2: 0.79}
+    b = {0: 0.78, 1: 0.80, 2: 0.78}
+    out = paired_comparison(a, b)
+    assert out["ci95"][0] < out["mean_diff"] < out["ci95"][1]
+    assert out["seeds_for_1pt"] == seeds_needed(float(np.std([0.02, 0.02, 0.01], ddof=1)), 0.01)
+
+
+# ------------------------------------------------------------------ baselines and trivial models
+def test_uniform_all_is_mixed_to_within_two_percent() -> None:
+    from dataclasses import dataclass
+
+    from heterosearch.verify.baselines import TOLERANCE, uniform_baseline
+
+    @dataclass
+    class S:
+        key: str
+        role: str
+        layer: int
+        d_in: int
+        d_out: int
+
+    roles = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
+    sites = [S(f"L{la}.{r}", r, la, 1536 if r == "ffn_out" else 384, 1536 if r == "ffn_in" else 384)
+             for la in range(6) for r in roles]
+    # MiniLM: every site at rank r costs 41,472 r, so 41.5k, 83k and 0.5M are r = 1, 2, 12 exactly.
+    for budget, rank in ((41_500, 1), (83_000, 2), (500_000, 12)):
+        p = uniform_baseline(sites, roles, budget, "uniform_all", budget, mixed=True)
+        assert set(p.allocation.lora.values()) == {rank} and p.params == 41_472 * rank
+    p = uniform_baseline(sites, roles, 60_000, "uniform_all", 60_000, mixed=True)
+    assert 60_000 * (1 - TOLERANCE) <= p.params <= 60_000 and set(p.allocation.lora.values()) == {1, 2}
+    plain = uniform_baseline(sites, roles, 60_000, "uniform_all", 60_000)
+    assert plain.params == 41_472  # without mixing: 31 % under the budget
+
+
+def test_trivial_models_are_detected() -> None:
+    from heterosearch.train.loop import is_trivial
+
+    assert is_trivial([1] * 100, False, {})
+    assert is_trivial([1] * 995 + [0] * 5, False, {})
+    assert not is_trivial([1] * 90 + [0] * 10, False, {})
+    assert is_trivial([0.1, 0.2], True, {"pearson": 0.05})
+    assert not is_trivial([0.1, 0.2], True, {"pearson": 0.6})
+
+
+# ------------------------------------------------------------------ the frontier, end to end on a tiny BERT
+def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from heterosearch.verify.frontier import frontier
+
+    torch.set_num_threads(1)
+    model_dir, glue = _tiny_world(tmp_path)
+    out = tmp_path / "front"
+    kwargs: dict[str, Any] = dict(task="mrpc", budgets=[2688, 5376], seeds=[2, 1], out=out,
+                                  methods="winner,uniform_qv,uniform_all,random", model=str(model_dir),
+                                  data_dir=str(glue), trials=6, max_train_steps=2)
+    counter = Counter(monkeypatch)
+    doc = frontier(**kwargs)
+    assert doc["status"] == "complete" and doc["budgets"] == [2688, 5376]
+    assert len(counter.calls) == 4 * 2 + 4 * 1  # every method x seed, each once
+    for b, n in (("2688", 2), ("5376", 1)):
+        assert set(doc["points"][b]) == {"winner", "uniform_qv", "uniform_all", "random"}
+        for m, p in doc["points"][b].items():
+            assert p["n"] == n and p["test"]["n"] == n and p["params"]["max"] <= int(b) * 1.02, (b, m)
+            assert p["val"]["n"] == n
+        assert set(doc["paired"][b]) == {"uniform_qv", "uniform_all", "random"}
+    assert doc["paired"]["2688"]["uniform_all"]["ci95"] is not None  # 2 seeds: an interval
+    assert doc["paired"]["5376"]["uniform_all"]["ci95"] is None  # 1 seed: none
+    assert doc["splits"]["roles"]["test"].startswith("report only")
+    on_disk = json.loads((out / "frontier.json").read_text())
+    assert on_disk["points"] == doc["points"]
+
+    counter.calls.clear()
+    again = frontier(**kwargs)  # resumes: nothing retrained, the same numbers
+    assert counter.calls == [] and again["points"] == doc["points"]
+
+    from heterosearch.report.render import render_run_report
+
+    text = render_run_report(out).read_text()
+    assert "Accuracy against budget" in text and "plots/frontier.png" in text and (out / "plots/frontier.png").is_file()
+
+    with pytest.raises(UserError, match="other settings"):
+        frontier(**{**kwargs, "proxy": "grad_norm"})
+    with pytest.raises(UserError, match="one per budget"):
+        frontier(**{**kwargs, "seeds": [1, 2, 3]})
