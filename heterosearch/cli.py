@@ -219,6 +219,7 @@ def search(
     r = Run.reopen(run_dir, budget=_budget(budget), proxy=proxy, trials=trials, storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
+    r.save_config()
     typer.echo(f"winner: {winner.params(r.site_map):,} adapter parameters; wrote {r.out}/search.json")
 
 
@@ -234,6 +235,7 @@ def export(run_dir: Annotated[Path, typer.Argument(help="Run folder with a searc
     r = Run.reopen(run_dir)
     winner, _ = load_winner(r)
     data = stage_export(r, winner)
+    r.save_config()
     typer.echo(f"wrote {r.out}/allocation.json and adapter_config.json ({data['params']:,} adapter parameters; PEFT load checked)")
 
 
@@ -248,12 +250,14 @@ def train(
 
     Example: heterosearch train runs/demo --train-epochs 1
     """
-    from heterosearch.pipeline import Run, load_winner, stage_score, stage_verify, write_results
+    from heterosearch.pipeline import Run, check_exported, load_winner, stage_score, stage_verify, write_results
 
     r = Run.reopen(run_dir, train_epochs=train_epochs, max_train_steps=max_train_steps)
     winner, search_summary = load_winner(r)
+    check_exported(r, winner)
     verified = stage_verify(r, winner)
     results = write_results(r, winner, search_summary, verified, stage_score(r))
+    r.save_config()
     _print_summary(results)
 
 
@@ -359,7 +363,9 @@ def rank_report_cmd(
     task: TaskOpt = "mrpc",
     space: SpaceOpt = "lora",
     samples: Annotated[int, typer.Option(help="Random allocations to sample at the budget.")] = 20,
-    steps: Annotated[int, typer.Option(help="Training steps per sample (a cheaper fidelity than `verify`).")] = 30,
+    steps: Annotated[Optional[int], typer.Option(help="Cap on training steps per sample (a cheaper fidelity than `verify`); 0 = the full recipe.")] = 30,
+    design: Annotated[str, typer.Option(help="random: per-site ranks from the space; structural: allocations that differ in roles and layers.")] = "random",
+    train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs per sample (default: the recipe's).")] = None,
     seeds: Annotated[str, typer.Option(help="The two training seeds (their agreement is the noise ceiling).")] = "0,1",
     model: ModelOpt = None,
     data_dir: DataOpt = None,
@@ -382,8 +388,9 @@ def rank_report_cmd(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds takes two integers like 0,1, got {seeds!r}") from None
-    rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps, seeds=seed_list, out=out,
-                      model=model, data_dir=data_dir, score_batches=score_batches, seed=seed)
+    rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
+                      model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
+                      train_epochs=train_epochs)
     for p, st in rep["proxies"].items():
         typer.echo(f"{p:<10} rho {st['spearman']['value'] or 0:+.2f}  tau {st['kendall']['value'] or 0:+.2f}  "
                    f"top-{rep['k']} precision {st['top_k_precision']['value'] or 0:.2f}")

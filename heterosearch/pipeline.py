@@ -209,8 +209,7 @@ class Run:
         from heterosearch import run_folder
 
         run_folder.lock(run_dir)
-        run.save_config()
-        return run
+        return run  # the caller saves config.json once its stage has succeeded (a failed command changes nothing)
 
     def save_config(self) -> None:
         write_json(
@@ -295,6 +294,14 @@ class Run:
         if not chosen:
             have = sorted({s.role for s in self.all_sites})
             raise UserError(f"space {self.space.name!r} adapts roles {sorted(roles)}, but the model has only {have}")
+        # Checked before anything is allocated: scoring builds (rank x width) tensors per site.
+        widest = max(max(s.d_in, s.d_out) for s in chosen)
+        too_big = [r for r in self.space.lora.ranks if r > widest]
+        if too_big:
+            raise UserError(
+                f"space {self.space.name!r} asks for LoRA rank {too_big[0]}, above the widest site of this model "
+                f"({widest}; a rank-r update of a d_out x d_in matrix has rank <= min(d_in, d_out)): remove ranks above {widest}"
+            )
         return chosen
 
     @property
@@ -343,6 +350,12 @@ class Run:
     def check_budget(self) -> None:
         if self.cfg.budget is None:
             return
+        full = sum(s.d_in * s.d_out for s in self.sites)
+        if self.cfg.budget > full:
+            raise UserError(
+                f"budget {format_params(self.cfg.budget)} is above the cost of fine-tuning every weight the space "
+                f"{self.space.name!r} adapts on this model ({format_params(full)} parameters); pass --budget {full} or less"
+            )
         lora = self.space.lora
         r_min = min(r for r in lora.ranks if r > 0)
         cheapest = min(lora_params(s.d_in, s.d_out, r_min) for s in self.sites)
@@ -353,6 +366,11 @@ class Run:
                 f"pass --budget {cheapest} or more"
             )
         base = [s for s in self.sites if s.role in self.baseline_roles()]
+        if not base:
+            raise UserError(
+                f"space {self.space.name!r} compares against uniform LoRA on {','.join(self.baseline_roles())}, but it adapts "
+                f"only {','.join(self.space.lora.roles)}: add those roles to the space, or set its baseline roles to some it adapts"
+            )
         base_min = sum(lora_params(s.d_in, s.d_out, 1) for s in base)
         if self.cfg.budget < base_min:
             raise UserError(
@@ -568,6 +586,25 @@ def run_all(cfg: RunConfig, resume: bool = False, overwrite: bool = False, verif
     finally:
         if not held_before:
             run_folder.unlock(out)
+
+
+def check_exported(run: Run, winner: Allocation) -> None:
+    """Training reads search.json's winner and writes next to allocation.json: they must agree.
+
+    After ``search DIR --budget B2`` the old allocation.json (and its PEFT config) describe
+    another budget; training then would report one allocation and ship another.
+    """
+    from heterosearch.export.allocation_file import read_allocation
+
+    path = run.path(ALLOCATION_FILE)
+    if not path.is_file():
+        raise UserError(f"{run.out} has no {ALLOCATION_FILE}: run `heterosearch export {run.out}` first")
+    exported, data = read_allocation(path)
+    if exported.to_dict() != winner.to_dict() or data.get("budget") != run.cfg.budget:
+        raise UserError(
+            f"{path} (budget {data.get('budget')}) is older than search.json (budget {run.cfg.budget}): "
+            f"run `heterosearch export {run.out}` first, then train"
+        )
 
 
 def load_winner(run: Run) -> tuple[Allocation, dict[str, Any]]:

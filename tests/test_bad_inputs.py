@@ -7,6 +7,8 @@ The checks run in-process (typer's CliRunner) on a tiny saved BERT, so they take
 
 from __future__ import annotations
 
+import json
+import os
 import string
 from pathlib import Path
 from typing import Any
@@ -265,6 +267,149 @@ def test_a_second_writer_on_the_same_folder_gets_one_line(tiny: dict[str, Path],
         holder.kill()
         holder.wait()
     time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def searched_run(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("searched") / "run"
+    result = invoke(run_args(tiny, out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_refuses_an_export_older_than_the_search(tiny: dict[str, Path], searched_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(searched_run, run)
+    assert invoke(["search", str(run), "--budget", "1k", "--trials", "3"]).exit_code == 0
+    config = (run / "config.json").read_bytes()
+    results = (run / "results.json").read_bytes()
+    one_line_error(invoke(["train", str(run), "--max-train-steps", "1"]), "older than search.json", "heterosearch export")
+    assert (run / "config.json").read_bytes() == config  # a failed command rewrites nothing, argv included
+    assert (run / "results.json").read_bytes() == results
+    assert invoke(["export", str(run)]).exit_code == 0
+    assert invoke(["train", str(run), "--max-train-steps", "1"]).exit_code == 0
+    assert json.loads((run / "results.json").read_text())["budget"] == 1000
+
+
+def test_space_whose_roles_leave_out_the_baseline_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:
+    space = tmp_path / "ffn.yaml"
+    space.write_text("name: ffn\nversion: 1\nkinds:\n  lora:\n    roles: [ffn_in, ffn_out]\n    ranks: [0, 1, 2, 4]\n"
+                     "baseline:\n  roles: [q, v]\n")
+    out = tmp_path / "out"
+    one_line_error(invoke(run_args(tiny, out, "2k", "--space", str(space))), "compares against uniform LoRA on q,v")
+    assert not out.exists()
+
+
+def _tampered(searched_run: Path, tmp_path: Path, edit: Any) -> Path:
+    import shutil
+
+    run = tmp_path / "tampered"
+    shutil.copytree(searched_run, run)
+    data = json.loads((run / "allocation.json").read_text())
+    edit(data)
+    (run / "allocation.json").write_text(json.dumps(data))
+    return run
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d["allocation"]["lora"].update({next(iter(d["allocation"]["lora"])): 10**9}), "above min(d_in, d_out)"),
+    (lambda d: d.update(scaling="nan"), "'scaling' must be a finite number"),
+    (lambda d: d.update(scaling=1e300), "'scaling' must be a finite number"),
+    (lambda d: d["allocation"]["lora"].update({"L99.q": 1}), "does not have"),
+])
+def test_load_adapters_checks_a_tampered_allocation_before_allocating(
+    tiny: dict[str, Path], searched_run: Path, tmp_path: Path, edit: Any, fragment: str
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from heterosearch import load_adapters
+
+    run = _tampered(searched_run, tmp_path, edit)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny["model"])
+    with pytest.raises(UserError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_adapters(model, run)
+
+
+def test_load_adapters_never_overwrites_a_base_weight(tiny: dict[str, Path], searched_run: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForSequenceClassification
+
+    from heterosearch import load_adapters
+
+    run = _tampered(searched_run, tmp_path, lambda d: None)
+    tensors = load_file(str(run / "adapter_model.safetensors"))
+    model = AutoModelForSequenceClassification.from_pretrained(tiny["model"])
+    emb = model.bert.embeddings.word_embeddings.weight
+    before = emb.detach().clone()
+    save_file({**tensors, "bert.embeddings.word_embeddings.weight": torch.zeros_like(emb)}, str(run / "adapter_model.safetensors"))
+    with pytest.raises(UserError, match="refusing to overwrite a base-model weight"):
+        load_adapters(model, run)
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, before)
+    name = next(iter(tensors))
+    save_file({**tensors, name: torch.full_like(tensors[name], float("nan"))}, str(run / "adapter_model.safetensors"))
+    with pytest.raises(UserError, match="non-finite"):
+        load_adapters(AutoModelForSequenceClassification.from_pretrained(tiny["model"]), run)
+    (run / "adapter_model.safetensors").write_bytes(b"\x10\x00")
+    with pytest.raises(UserError, match="not a readable safetensors"):
+        load_adapters(AutoModelForSequenceClassification.from_pretrained(tiny["model"]), run)
+
+
+def test_one_bad_number_never_allocates(tiny: dict[str, Path], tmp_path: Path) -> None:
+    # Each of these once tried to allocate gigabytes to terabytes before failing.
+    space = tmp_path / "huge.yaml"
+    space.write_text("name: huge\nversion: 1\nkinds:\n  lora:\n    roles: [q, v]\n    ranks: [0, 8, 100000]\n")
+    one_line_error(invoke(run_args(tiny, tmp_path / "a", "2k", "--space", str(space))), "rank 100000", "remove ranks above")
+    one_line_error(invoke(run_args(tiny, tmp_path / "b", "1e12")), "above the cost of fine-tuning every weight")
+    for value in ("nan", "inf", "-1"):
+        one_line_error(invoke(run_args(tiny, tmp_path / "c", "2k", "--train-epochs", value)), "--train-epochs")
+    one_line_error(invoke(run_args(tiny, tmp_path / "d", "2k", "--seed", "-1")), "--seed must be an integer")
+    one_line_error(invoke(run_args(tiny, tmp_path / "e", "2k", "--seed", str(2**32))), "--seed must be an integer")
+    assert not any((tmp_path / x).exists() for x in "abcde")
+
+
+def _laughs(path: Path, depth: int = 9) -> Path:
+    defs = 'description:\n  - &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for i in range(1, depth + 1):
+        defs += f"  - &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n"
+    path.write_text(defs + "name: x\nversion: 1\nkinds:\n  lora:\n    roles: [q, v]\n    ranks: [0, 8]\n"
+                    f"    alpha_ratio: *a{depth}\n")
+    return path
+
+
+def test_bad_numbers_under_a_memory_limit(tiny: dict[str, Path], searched_run: Path, tmp_path: Path) -> None:
+    """Each case once needed 8 GB to 1.5 TB; under a 3 GB address-space limit each must answer exit 2, one line."""
+    import resource
+    import subprocess
+    import sys
+
+    limit = 3 * 2**30
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("name: huge\nversion: 1\nkinds:\n  lora:\n    roles: [q, v]\n    ranks: [0, 8, 100000]\n")
+    tampered = _tampered(searched_run, tmp_path, lambda d: d["allocation"]["lora"].update(
+        {next(iter(d["allocation"]["lora"])): 10**9}))
+    load = ("import sys\nfrom transformers import AutoModelForSequenceClassification\nfrom heterosearch import load_adapters\n"
+            "from heterosearch.errors import UserError\n"
+            "try:\n    load_adapters(AutoModelForSequenceClassification.from_pretrained(sys.argv[1]), sys.argv[2])\n"
+            "except UserError as e:\n    print('error:', e, file=sys.stderr); sys.exit(2)\n")
+    cases = [
+        [sys.executable, "-m", "heterosearch", *run_args(tiny, tmp_path / "a", "100M", "--space", str(huge))],
+        [sys.executable, "-m", "heterosearch", *run_args(tiny, tmp_path / "b", "1e12")],
+        [sys.executable, "-m", "heterosearch", "validate", str(_laughs(tmp_path / "laughs.yaml"))],
+        [sys.executable, "-c", load, str(tiny["model"]), str(tampered)],
+    ]
+    env = {**os.environ, "HETEROSEARCH_QUIET": "1", "HF_HUB_OFFLINE": "1"}
+    for cmd in cases:
+        res = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limited, timeout=120, env=env)
+        errors = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
+        assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, (cmd[-3:], res.stderr[-800:])
+        assert len(errors[0]) < 1000
 
 
 def test_resume_and_overwrite_exclude_each_other(tiny: dict[str, Path], earlier_run: Path) -> None:

@@ -160,3 +160,30 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
         frontier(**{**kwargs, "proxy": "grad_norm"})
     with pytest.raises(UserError, match="one per budget"):
         frontier(**{**kwargs, "seeds": [1, 2, 3]})
+
+
+def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:
+    from dataclasses import dataclass
+
+    from heterosearch.verify.rank_report import sample_structural
+
+    @dataclass
+    class S:
+        key: str
+        role: str
+        layer: int
+        d_in: int
+        d_out: int
+
+    roles = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
+    sites = [S(f"L{la}.{r}", r, la, 1536 if r == "ffn_out" else 384, 1536 if r == "ffn_in" else 384)
+             for la in range(6) for r in roles]
+    smap = {s.key: s for s in sites}
+    allocs = sample_structural(sites, r_max=64, budget=83_000, n=12, seed=0)
+    assert len(allocs) == 12
+    shapes = {frozenset(a.lora) for a in allocs}
+    assert len(shapes) == 12  # twelve different sets of adapted sites
+    for a in allocs:
+        assert abs(a.params(smap) - 83_000) <= 0.02 * 83_000 and max(a.lora.values()) <= 64
+        assert max(a.lora.values()) - min(a.lora.values()) <= 1  # near-uniform on its own sites
+    assert sample_structural(sites, 64, 83_000, 12, seed=0) == allocs

@@ -47,6 +47,8 @@ def load_adapters(model: Any, path: str | Path, seed: int = 0) -> Any:
     to it, the trained tensors are loaded (strictly: every saved tensor must find its place).
     Returns the model, adapted in place, with only adapters and head trainable.
     """
+    import math
+
     from heterosearch.adapters import apply_allocation
     from heterosearch.export.allocation_file import read_allocation
     from heterosearch.models import discover_sites
@@ -55,23 +57,82 @@ def load_adapters(model: Any, path: str | Path, seed: int = 0) -> Any:
     folder = path if path.is_dir() else path.parent
     alloc_file = path if path.is_file() else folder / "allocation.json"
     allocation, data = read_allocation(alloc_file)
+    try:
+        scaling = float(data.get("scaling", 2.0))
+    except (TypeError, ValueError):
+        scaling = math.nan
+    if not (math.isfinite(scaling) and 0 < scaling <= 1e4):
+        raise UserError(f"{alloc_file}: field 'scaling' must be a finite number in (0, 1e4], got {_short(data.get('scaling'))}")
     sites = discover_sites(model)
-    apply_allocation(model, sites, allocation, float(data.get("scaling", 2.0)), seed=seed)
+    _check_size(allocation, sites, model, alloc_file)  # before any adapter tensor is made
     weights = folder / WEIGHTS_FILE
-    if weights.is_file():
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(weights))
-        own = dict(model.named_parameters())
-        own.update(dict(model.named_buffers()))
-        missing = sorted(set(tensors) - set(own))
-        if missing:
-            raise UserError(f"{weights} holds tensors the rebuilt model lacks, e.g. {missing[0]}")
-        import torch
-
-        with torch.no_grad():
-            for name, t in tensors.items():
-                if own[name].shape != t.shape:
-                    raise UserError(f"{weights}: {name} has shape {tuple(t.shape)}, the rebuilt model {tuple(own[name].shape)}")
-                own[name].copy_(t)
+    header = _read_header(weights) if weights.is_file() else None
+    apply_allocation(model, sites, allocation, scaling, seed=seed)
+    if header is not None:
+        _load_weights(model, weights, header)
     return model
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for an error message, never longer than ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_size(allocation: Any, sites: Any, model: Any, where: Path) -> None:
+    """Every LoRA rank within its site's dimensions, and the whole allocation smaller than the model."""
+    site_map = {s.key: s for s in sites}
+    for key, rank in allocation.lora.items():
+        site = site_map.get(key)
+        if site is None:
+            raise UserError(f"{where}: allocation names site {_short(key)}, which this model does not have")
+        if rank > min(site.d_in, site.d_out):
+            raise UserError(f"{where}: site {key} has rank {_short(rank)}, above min(d_in, d_out) = "
+                            f"{min(site.d_in, site.d_out)} of this model; the file does not belong to this model")
+    try:
+        total = allocation.params(site_map)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where}: an allocation element is malformed ({type(exc).__name__}: {_short(str(exc))})") from None
+    base = sum(p.numel() for p in model.parameters())
+    if total > base:
+        raise UserError(f"{where}: the allocation has {total:,} adapter parameters, more than the whole model ({base:,}); "
+                        "the file does not belong to this model")
+
+
+def _read_header(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header, without reading any tensor."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:  # truncated or not safetensors at all
+        raise UserError(f"{weights} is not a readable safetensors file ({type(exc).__name__}: {_short(str(exc))})") from None
+
+
+def _load_weights(model: Any, weights: Path, header: dict[str, tuple[int, ...]]) -> None:
+    """Load only what the allocation implies: adapter tensors and the task head, right shapes, finite values."""
+    import torch
+    from safetensors import safe_open
+
+    from heterosearch.adapters.inject import ADAPTER_PREFIX, HEAD_NAMES
+
+    own = dict(model.named_parameters())
+    own.update(dict(model.named_buffers()))
+    for name, shape in header.items():
+        parts = name.split(".")
+        if not (any(p.startswith(ADAPTER_PREFIX) for p in parts) or parts[0] in HEAD_NAMES):
+            raise UserError(f"{weights} holds {_short(name)}, which is neither an adapter tensor nor the task head; "
+                            "refusing to overwrite a base-model weight")
+        if name not in own:
+            raise UserError(f"{weights} holds tensors the rebuilt model lacks, e.g. {_short(name)}")
+        if tuple(own[name].shape) != shape:
+            raise UserError(f"{weights}: {name} has shape {shape}, the rebuilt model {tuple(own[name].shape)}")
+    with safe_open(str(weights), framework="pt") as fh:  # sizes are checked above: these are adapter-sized
+        tensors = {name: fh.get_tensor(name) for name in header}
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"{weights}: {name} holds non-finite values")
+    with torch.no_grad():
+        for name, t in tensors.items():
+            own[name].copy_(t)

@@ -97,13 +97,19 @@ def uniform_allocation(sites: Iterable[SiteLike], roles: Iterable[str], rank: in
 
 
 def largest_uniform_rank(sites: Iterable[SiteLike], roles: Iterable[str], budget: int, ranks: Iterable[int] | None = None) -> int:
-    """The largest rank (from ``ranks`` if given, else any integer) whose uniform allocation fits."""
+    """The largest rank (from ``ranks`` if given, else any integer) whose uniform allocation fits.
+
+    Never above the smallest min(d_in, d_out) of those sites: a higher rank adds parameters
+    but no expressiveness (and an absurd budget must not allocate absurd tensors).
+    """
     roles = set(roles)
-    per_rank = sum(lora_params(s.d_in, s.d_out, 1) for s in sites if s.role in roles)
+    members = [s for s in sites if s.role in roles]
+    per_rank = sum(lora_params(s.d_in, s.d_out, 1) for s in members)
     if per_rank == 0:
         return 0
+    full_rank = min(min(s.d_in, s.d_out) for s in members)
     if ranks is None:
-        return budget // per_rank
+        return min(budget // per_rank, full_rank)
     fitting = [r for r in ranks if r > 0 and r * per_rank <= budget]
     return max(fitting, default=0)
 

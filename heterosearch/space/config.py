@@ -266,6 +266,30 @@ def available_spaces() -> dict[str, Path]:
     return {p.stem: p for p in sorted(spaces_dir().glob("*.yaml"))}
 
 
+#: Space files are a few hundred bytes; this bounds what the YAML parser is ever given.
+MAX_SPACE_BYTES = 1_000_000
+
+
+def _no_alias_loader() -> Any:
+    """A SafeLoader that refuses aliases (``*name``).
+
+    Nested aliases expand exponentially ("billion laughs": nine levels of nine-fold aliases
+    are 9^9 strings), and a space file has no use for them.
+    """
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not allowed in a search-space file; write the value out", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """Load a space by shipped name (``lora``) or by path to a YAML file."""
     import yaml
@@ -280,8 +304,14 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         path = spaces[str(name_or_path)]
     if not path.is_file():
         raise UserError(f"search space file {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_SPACE_BYTES:
+        raise UserError(f"search space {path}: {path.stat().st_size:,} bytes; a space file is at most {MAX_SPACE_BYTES:,}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"search space {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -169,8 +169,59 @@ def sample_allocations(sites: Sequence[Any], rank_choices: Sequence[int], budget
     return out
 
 
-def default_out(task: str, space: str, budget: int, samples: int, steps: int) -> Path:
-    return Path("runs") / f"rank-{task}-{Path(space).stem}-{budget}-n{samples}-k{steps}"
+def sample_structural(sites: Sequence[Any], r_max: int, budget: int, n: int, seed: int, tol: float = 0.02) -> list[Allocation]:
+    """``n`` allocations that differ in *structure*, each near-uniform on its own sites, within ``tol`` of ``budget``.
+
+    Random per-site ranks all spread a budget over most sites and differ mostly in noise-level
+    rank changes; structures differ in what training can reach. Each draw picks a non-empty set
+    of roles and a block of layers (all, lower half, upper half, or a random contiguous block),
+    then gives its sites the largest uniform rank that fits, raising sites one rank step in
+    order until within ``tol`` (``uniform_baseline(mixed=True)``). Draws needing a rank above
+    ``r_max`` (too few sites for the budget) or under ``tol`` are rejected; duplicates too.
+    """
+    from heterosearch.verify.baselines import uniform_baseline
+
+    rng = np.random.default_rng([seed, 0x57C7])
+    roles = sorted({s.role for s in sites}, key=[s.role for s in sites].index)
+    layers = sorted({s.layer for s in sites})
+    half = len(layers) // 2
+    out: list[Allocation] = []
+    seen: set[tuple[tuple[str, int], ...]] = set()
+    attempts = 0
+    while len(out) < n and attempts < 200 * n:
+        attempts += 1
+        chosen_roles = [r for r in roles if rng.random() < 0.5] or [roles[int(rng.integers(len(roles)))]]
+        block = int(rng.integers(4))
+        if block == 0 or len(layers) < 2:
+            keep = layers
+        elif block == 1:
+            keep = layers[:half]
+        elif block == 2:
+            keep = layers[half:]
+        else:
+            lo = int(rng.integers(len(layers)))
+            hi = int(rng.integers(lo, len(layers))) + 1
+            keep = layers[lo:hi]
+        members = [s for s in sites if s.role in chosen_roles and s.layer in keep]
+        try:
+            plan = uniform_baseline(members, chosen_roles, budget, "structural", budget, mixed=True)
+        except UserError:
+            continue
+        ranks = plan.allocation.lora.values()
+        if max(ranks) > r_max or abs(plan.params - budget) > tol * budget:
+            continue
+        key = tuple(sorted(plan.allocation.lora.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(plan.allocation)
+    return out
+
+
+DESIGNS = ("random", "structural")
+
+
+def default_out(task: str, space: str, budget: int, samples: int, steps: int | None) -> Path:
+    return Path("runs") / f"rank-{task}-{Path(space).stem}-{budget}-n{samples}-k{steps or 'full'}"
 
 
 def rank_report(
@@ -178,7 +229,7 @@ def rank_report(
     space: str = "lora",
     samples: int = 20,
     budget: int = 500_000,
-    steps: int = 30,
+    steps: int | None = 30,
     seeds: Sequence[int] = (0, 1),
     out: str | Path | None = None,
     model: str | None = None,
@@ -188,6 +239,8 @@ def rank_report(
     tol: float = 0.02,
     n_resamples: int = 9999,
     include_uniform: bool = True,
+    design: str = "random",
+    train_epochs: float | None = None,
 ) -> dict[str, Any]:
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
@@ -199,21 +252,25 @@ def rank_report(
 
     if samples < 4:
         raise UserError(f"--samples must be >= 4 (rank statistics of fewer points mean nothing), got {samples}")
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    if design not in DESIGNS:
+        raise UserError(f"unknown --design {design!r} (known: {', '.join(DESIGNS)})")
     seeds = [int(s) for s in seeds]
     if len(seeds) != 2 or seeds[0] == seeds[1]:
         raise UserError(f"rank-report trains every sample with exactly two different seeds (the noise ceiling), got {seeds}")
     t_start = time.perf_counter()
     out = Path(out) if out else default_out(task, space, budget, samples, steps)
     cfg = RunConfig(budget=budget, task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=str(out),
-                    score_batches=score_batches, max_train_steps=steps)
+                    score_batches=score_batches, max_train_steps=steps,
+                    **({"train_epochs": train_epochs} if train_epochs is not None else {}))
     run = Run.open(cfg, resume=True)
     scores = stage_score(run)
     run.__dict__.pop("_first_model", None)
     proxies = list(scores.curves)
     signs = {p: 1.0 if PROXIES.get(p).higher_is_better else -1.0 for p in proxies}
     train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])
+    steps_used = train_cfg.steps_for(len(run.encoded["train"]))
     metric = run.spec.main_metric
     evals = {"val": run.encoded["val"]}  # a calibration is a choice: it uses the validation split
 
@@ -223,7 +280,13 @@ def rank_report(
     done = {_akey(c["allocation"]): c for c in old.get("candidates", []) if same_setup}
     uniform_old = old.get("uniform") if same_setup else None
 
-    allocs = sample_allocations(run.sites, run.space.lora.ranks, budget, samples, seed, tol=tol)
+    if design == "structural":
+        allocs = sample_structural(run.sites, scores.r_max, budget, samples, seed, tol=tol)
+        if len(allocs) < min(samples, 4):
+            raise UserError(f"only {len(allocs)} distinct structures fit budget {budget:,} within {100 * tol:.0f} %: "
+                            "use a larger budget or --design random")
+    else:
+        allocs = sample_allocations(run.sites, run.space.lora.ranks, budget, samples, seed, tol=tol)
     site_map = run.site_map
     candidates: list[dict[str, Any]] = []
     report: dict[str, Any] = {
@@ -236,9 +299,11 @@ def rank_report(
         "budget": budget,
         "tolerance": tol,
         "samples": samples,
-        "steps": steps,
+        "steps": steps_used,
+        "train_epochs": train_cfg.epochs,
         "seeds": seeds,
         "sample_seed": seed,
+        "design": design,
         "metric": metric,
         "split": "val",
         "splits": run.splits,
