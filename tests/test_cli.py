@@ -155,6 +155,7 @@ def test_output_folder_with_an_earlier_run(runner: CliRunner, tmp_path: Path) ->
     out.mkdir()
     earlier = {"config": {"budget": 500000, "task": "mrpc", "seed": 0}, "seed": 0}
     (out / "config.json").write_text(json.dumps(earlier))
+    (out / ".heterosearch-run").write_text('{"format_version": 1}')  # what every run folder carries
     result = runner.invoke(app, ["run", "--budget", "0.5M", "--task", "mrpc", "--out", str(out)])
     assert_one_line_error(result, str(out), "--resume", "--overwrite")
     assert json.loads((out / "config.json").read_text()) == earlier  # untouched

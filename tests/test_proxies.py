@@ -25,13 +25,9 @@ SCALING = 2.0
 FAMILIES = ("bert", "gpt2")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread for the whole module (tests/conftest.py): tiny matmuls run faster on one thread
+# than on two on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(autouse=True)

@@ -34,15 +34,6 @@ class Crash(Exception):
     pass
 
 
-@pytest.fixture
-def one_thread() -> Any:
-    """One torch thread while this test trains: on a shared 2-core machine more threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_training_resumed_from_a_checkpoint_equals_one_uninterrupted_run(
     tiny: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
 ) -> None:

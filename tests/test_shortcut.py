@@ -37,13 +37,9 @@ WHERE = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: one thread is faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread for the whole module (tests/conftest.py): tiny matmuls run faster on one thread
+# than on two on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _batch(model, seed: int = 0) -> dict[str, torch.Tensor]:
