@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,16 +201,43 @@ def bench_scoring(b: Bench) -> None:
 
 
 # ------------------------------------------------------------------------------- 2. search
+@dataclass
+class ArrayProblem:
+    """The per-site LoRA problem as arrays (values/costs: n_sites x n_ranks), for the sampler variants below;
+    ``as_problem()`` is the ``search.problem.Problem`` the pipeline searches."""
+
+    keys: list[str]
+    ranks: list[int]
+    values: np.ndarray
+    costs: np.ndarray
+    budget: int
+
+    def as_problem(self) -> Any:
+        from heterosearch.search import Problem
+
+        return Problem.from_arrays(self.keys, self.ranks, self.values, self.costs, self.budget)
+
+    def solve(self) -> Any:
+        """The exact optimum, with ``choice`` as one rank index per site."""
+        from types import SimpleNamespace
+
+        res = self.as_problem().solve()
+        choice = [self.ranks.index(int(res.choice["rank." + k])) for k in self.keys]
+        return SimpleNamespace(value=res.value, cost=res.cost, choice=choice)
+
+    def enqueue(self, ranks: dict[str, int] | None) -> dict[str, int] | None:
+        return None if ranks is None else {"rank." + k: ranks.get(k, 0) for k in self.keys}
+
+
 def search_problem(b: Bench) -> Any:
     """Exactly the pipeline's problem (pipeline.search_problem) on the spectral scores."""
-    from heterosearch.search import SearchProblem
     from heterosearch.space import lora_params
 
     keys = [s.key for s in b.sites]
     raw = b.scores.table("spectral", b.ranks, keys)
     values = raw / raw.max()
     costs = np.array([[lora_params(s.d_in, s.d_out, r) for r in b.ranks] for s in b.sites], dtype=np.int64)
-    return SearchProblem(keys=keys, ranks=list(b.ranks), values=values, costs=costs, budget=BUDGET)
+    return ArrayProblem(keys=keys, ranks=list(b.ranks), values=values, costs=costs, budget=BUDGET)
 
 
 def baseline_enqueue(b: Bench, ranks: Sequence[int]) -> dict[str, int] | None:
@@ -272,10 +300,10 @@ def own_study(problem: Any, exact: float, n_trials: int, seed: int, variant: str
 
 
 def bench_search(b: Bench) -> None:
-    from heterosearch.search import run_search, solve
+    from heterosearch.search import run_search
 
     problem = search_problem(b)
-    ex = solve(problem.values, problem.costs, problem.budget)
+    ex = problem.solve()
     enqueue = baseline_enqueue(b, problem.ranks)
     out: dict[str, Any] = {"default": [], "variants": [], "sites": len(problem.keys), "choices": len(problem.ranks)}
     counts = [50, 100] if b.quick else [50, 100, 300, 1000]
@@ -285,7 +313,8 @@ def bench_search(b: Bench) -> None:
         for n, seed in runs:
             log(f"search: run_search with {n} trials, seed {seed}")
             with Timer() as t:
-                res = run_search(problem, n, seed, tmp / f"study-{n}-{seed}.journal", enqueue=enqueue)
+                res = run_search(problem.as_problem(), n, seed, tmp / f"study-{n}-{seed}.journal",
+                                 enqueue=problem.enqueue(enqueue))
             row = {"trials": n, "seed": seed, "ratio": res.ratio, "best": res.best_objective, "exact": res.exact_objective,
                    "feasible": res.feasible_trials, "repaired": sum(bool(h.get("repaired")) for h in res.history),
                    "seconds": res.seconds, "wall": t.wall,
@@ -543,7 +572,7 @@ def tiny_bert(layers: int, hidden: int) -> torch.nn.Module:
 def scale_point(model: torch.nn.Module, ranks: list[int], batches: list[Any], trials: int, tmp: Path, tag: str) -> dict[str, Any]:
     from heterosearch.models import discover_sites
     from heterosearch.proxies import score_candidates
-    from heterosearch.search import SearchProblem, run_search
+    from heterosearch.search import run_search
     from heterosearch.space import lora_params
     from heterosearch.space.allocation import largest_uniform_rank, uniform_allocation
 
@@ -556,12 +585,12 @@ def scale_point(model: torch.nn.Module, ranks: list[int], batches: list[Any], tr
     raw = scores.table("spectral", ranks, keys)
     costs = np.array([[lora_params(s.d_in, s.d_out, r) for r in ranks] for s in sites], dtype=np.int64)
     budget = sum(lora_params(s.d_in, s.d_out, 8) for s in sites)  # = uniform rank 8 everywhere
-    problem = SearchProblem(keys=keys, ranks=ranks, values=raw / raw.max(), costs=costs, budget=budget)
+    problem = ArrayProblem(keys=keys, ranks=ranks, values=raw / raw.max(), costs=costs, budget=budget)
     # As the pipeline: the uniform q,v baseline at the largest listed rank that fits is trial 0.
     base = largest_uniform_rank(sites, ("q", "v"), budget, ranks)
     enqueue = uniform_allocation(sites, ("q", "v"), base).lora if base else None
     with Timer() as ts:
-        res = run_search(problem, trials, SEED, tmp / f"{tag}.journal", enqueue=enqueue)
+        res = run_search(problem.as_problem(), trials, SEED, tmp / f"{tag}.journal", enqueue=problem.enqueue(enqueue))
     return {
         "sites": len(sites), "choices": len(ranks) - 1, "candidates": len(sites) * (len(ranks) - 1),
         "params": sum(p.numel() for p in model.parameters()),
@@ -962,10 +991,8 @@ def main() -> int:
                      ("batching", bench_batching), ("scaling", bench_scaling), ("e2e", bench_e2e)):
         if name in sections:
             if name in ("training", "batching") and not hasattr(b, "exact_alloc"):
-                from heterosearch.search import solve
-
                 p = search_problem(b)
-                ex = solve(p.values, p.costs, p.budget)
+                ex = p.solve()
                 b.exact_alloc = {k: p.ranks[j] for k, j in zip(p.keys, ex.choice) if p.ranks[j] > 0}
             fn(b)
             out.with_suffix(".json").write_text(json.dumps({"machine": info, "argv": sys.argv, "results": b.results}, indent=1, default=float))

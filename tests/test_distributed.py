@@ -27,31 +27,30 @@ import pytest
 
 from heterosearch.errors import UserError
 from heterosearch.search.study import (
-    PARAM_PREFIX,
     PROBLEM_ATTR,
     TRIALS_ATTR,
     WORKER_ATTR,
-    SearchProblem,
     iter_trials,
     open_storage,
     prepare_study,
     run_search,
     trial_choice,
 )
+from heterosearch.search.problem import Problem
 from heterosearch.search.worker import run_worker
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HETEROSEARCH_QUIET": "1", "PYTHONPATH": str(REPO)}
 
 
-def small_problem(seed: int = 0, sites: int = 8) -> SearchProblem:
+def small_problem(seed: int = 0, sites: int = 8) -> Problem:
     rng = np.random.default_rng(seed)
     keys = [f"L{i // 2}.{'qv'[i % 2]}" for i in range(sites)]
     ranks = [0, 1, 2, 4, 8]
     values = np.sort(rng.random((sites, len(ranks))), axis=1)
     values[:, 0] = 0.0
     costs = np.array([[r * 64 for r in ranks] for _ in keys], dtype=np.int64)
-    return SearchProblem(keys=keys, ranks=ranks, values=values, costs=costs, budget=sites * 2 * 64)
+    return Problem.from_arrays(keys, ranks, values, costs, sites * 2 * 64)
 
 
 @pytest.fixture(autouse=True)
@@ -68,12 +67,12 @@ def test_problem_round_trips_through_the_study(tmp_path: Path) -> None:
     import json
 
     problem = small_problem()
-    again = SearchProblem.from_dict(json.loads(json.dumps(problem.to_dict())))
-    assert again.same_as(problem) and again.evaluate({"L0.q": 4}) == problem.evaluate({"L0.q": 4})
+    again = Problem.from_dict(json.loads(json.dumps(problem.to_dict())))
+    assert again.same_as(problem) and again.evaluate({"rank.L0.q": 4}) == problem.evaluate({"rank.L0.q": 4})
     assert not again.same_as(small_problem(seed=1))
 
     study = prepare_study(problem, 12, seed=0, storage=tmp_path / "s.journal")
-    assert SearchProblem.from_dict(study.user_attrs[PROBLEM_ATTR]).same_as(problem)
+    assert Problem.from_dict(study.user_attrs[PROBLEM_ATTR]).same_as(problem)
     assert study.user_attrs[TRIALS_ATTR] == 12
 
 
@@ -108,8 +107,7 @@ def test_worker_joins_a_journal_study_and_counts_exactly(tmp_path: Path) -> None
     # The objective is the run's: every complete trial's value is the problem's value of its ranks.
     for t in study.get_trials(deepcopy=False, states=None):
         if t.state.name == "COMPLETE":
-            ranks = {k[len(PARAM_PREFIX):]: v for k, v in trial_choice(t).items()}  # repaired if it was over budget
-            assert t.value == pytest.approx(problem.evaluate(ranks)[0])
+            assert t.value == pytest.approx(problem.evaluate(trial_choice(t))[0])  # repaired if it was over budget
     # Asking again for fewer trials than exist runs none.
     assert run_worker(journal, n_trials=20).ran == 0
 
@@ -133,9 +131,9 @@ def test_trial_of_a_dead_process_is_failed_and_retried_on_a_journal(tmp_path: Pa
     journal = tmp_path / "study.journal"
     problem = small_problem()
     study = prepare_study(problem, 6, seed=0, storage=journal)
-    dist = CategoricalDistribution(problem.ranks)
-    orphan = study.ask({PARAM_PREFIX + k: dist for k in problem.keys})
-    from heterosearch.search.study import _HOST
+    dist = CategoricalDistribution(problem.groups[0].labels)
+    orphan = study.ask({g.key: dist for g in problem.groups})
+    from heterosearch.search.claims import _HOST
 
     orphan.set_user_attr(WORKER_ATTR, {"host": _HOST, "pid": dead_pid()})
     orphan_params = dict(orphan.params)
@@ -253,7 +251,7 @@ def _start_worker(pg_url: str, name: str, log: Path, doomed: bool = False) -> su
         # died) whose objective hangs: it holds one RUNNING trial until it is killed.
         code = (
             "import sys, time\n"
-            "import heterosearch.search.study as s\n"
+            "import heterosearch.search.claims as s\n"
             "s._HOST = 'another-machine'\n"
             "import heterosearch.search.problem as p\n"
             "p.Problem.evaluate = lambda self, choice: time.sleep(3600)\n"
@@ -283,7 +281,7 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(pg_
             assert doomed.poll() is None, (tmp_path / "doomed.log").read_text()
             assert time.monotonic() < deadline, "the doomed worker never started a trial"
             for t in study.get_trials(deepcopy=True):
-                if t.state.name == "RUNNING" and len(t.params) == len(problem.keys):
+                if t.state.name == "RUNNING" and len(t.params) == len(problem.groups):
                     victim = t
             time.sleep(0.2)
     finally:
@@ -315,8 +313,7 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(pg_
     # The work was shared, and every value is the stored problem's.
     assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in complete}) >= 2
     for t in complete:
-        ranks = {k[len(PARAM_PREFIX):]: v for k, v in trial_choice(t).items()}  # repaired if it was over budget
-        assert t.value == pytest.approx(problem.evaluate(ranks)[0])
+        assert t.value == pytest.approx(problem.evaluate(trial_choice(t))[0])  # repaired if it was over budget
     for log in logs:
         assert f"{n}/{n} finished trials" in log.read_text()
 

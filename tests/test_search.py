@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heterosearch.search import PARAM_PREFIX, SearchProblem, run_search, solve
+from heterosearch.search import PARAM_PREFIX, Problem, run_search
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +38,17 @@ def journal_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------- exact solve
+
+
+def solve(values: np.ndarray, costs: np.ndarray, budget: int) -> Any:
+    """``Problem.solve`` on an array problem, with the choice as one option index per row."""
+    from types import SimpleNamespace
+
+    values = np.asarray(values, dtype=np.float64)
+    n_sites, n_choices = values.shape
+    keys = [f"g{i}" for i in range(n_sites)]
+    result = Problem.from_arrays(keys, list(range(n_choices)), values, costs, budget, prefix="").solve()
+    return SimpleNamespace(value=result.value, cost=result.cost, choice=[int(result.choice[k]) for k in keys])
 
 
 def brute_force(values: np.ndarray, costs: np.ndarray, budget: int) -> float:
@@ -111,13 +122,22 @@ KEYS = [f"L{layer}.{role}" for layer in range(LAYERS) for role in ROLE_DIMS]
 BASELINE = {k: 4 for k in KEYS if k.endswith((".q", ".v"))}
 
 
-def synthetic_problem() -> SearchProblem:
+def ranked(ranks: dict[str, int]) -> dict[str, int]:
+    """Site -> rank as the problem's choice (every site, ``rank.`` keys)."""
+    return {PARAM_PREFIX + k: ranks.get(k, 0) for k in KEYS}
+
+
+def plain(choice: dict[str, Any]) -> dict[str, int]:
+    return {k[len(PARAM_PREFIX):]: int(r) for k, r in choice.items()}
+
+
+def synthetic_problem() -> Problem:
     rng = np.random.default_rng(7)
     costs = np.array([[r * ROLE_DIMS[k.split(".")[1]] for r in RANKS] for k in KEYS], dtype=np.int64)
     weights = rng.random(len(KEYS)) + 0.1
     values = np.array([[w * math.log1p(r) for r in RANKS] for w in weights])
     budget = sum(costs[i, RANKS.index(4)] for i, k in enumerate(KEYS) if k in BASELINE)  # uniform q,v r=4
-    return SearchProblem(keys=KEYS, ranks=RANKS, values=values, costs=costs, budget=int(budget))
+    return Problem.from_arrays(KEYS, RANKS, values, costs, int(budget))
 
 
 def load_trials(path: Path) -> list[Any]:
@@ -131,12 +151,12 @@ def load_trials(path: Path) -> list[Any]:
 
 def test_problem_evaluate() -> None:
     p = synthetic_problem()
-    assert len(p.keys) == 12 and p.budget == 8 * 4 * 64 == 2048
+    assert len(p.groups) == 12 and p.budget == 8 * 4 * 64 == 2048
     assert p.evaluate({}) == (0.0, 0)
-    value, cost = p.evaluate(BASELINE)
+    value, cost = p.evaluate(ranked(BASELINE))
     assert cost == 2048
-    assert value == pytest.approx(sum(p.values[KEYS.index(k), RANKS.index(4)] for k in BASELINE))
-    assert p.evaluate({"L0.ffn_in": 8}) == (pytest.approx(p.values[2, 4]), 8 * 96)
+    assert value == pytest.approx(sum(p.groups[KEYS.index(k)].values[RANKS.index(4)] for k in BASELINE))
+    assert p.evaluate(ranked({"L0.ffn_in": 8})) == (pytest.approx(p.groups[2].values[4]), 8 * 96)
 
 
 def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
@@ -144,7 +164,7 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
 
     problem = synthetic_problem()
     journal = journal_dir / "study.journal"
-    result = run_search(problem, n_trials=40, seed=0, storage_path=journal, enqueue=BASELINE)
+    result = run_search(problem, n_trials=40, seed=0, storage_path=journal, enqueue=ranked(BASELINE))
     trials = load_trials(journal)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(trials) == len(complete) == result.trials == 40
@@ -157,10 +177,10 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
         asked = {n[len(PARAM_PREFIX):]: r for n, r in t.params.items()}
         evaluated = asked
         if "choice" in t.user_attrs:  # sampled over budget, evaluated after the greedy repair
-            assert problem.evaluate(asked)[1] > problem.budget
+            assert problem.evaluate(ranked(asked))[1] > problem.budget
             evaluated = {n[len(PARAM_PREFIX):]: r for n, r in t.user_attrs["choice"].items()}
             assert all(evaluated[k] <= asked[k] for k in KEYS)  # repair only lowers ranks
-        value, cost = problem.evaluate(evaluated)
+        value, cost = problem.evaluate(ranked(evaluated))
         assert t.user_attrs["params"] == cost <= problem.budget
         assert t.value == pytest.approx(value)
         assert t.constraints == {"budget": cost - problem.budget}
@@ -180,17 +200,17 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     assert result.best_params <= problem.budget
     assert result.best_objective == max(t.value for t in feasible)
     assert result.best_objective >= baseline.value
-    assert problem.evaluate(result.best_allocation) == (pytest.approx(result.best_objective), result.best_params)
+    assert problem.evaluate(ranked(result.best_allocation)) == (pytest.approx(result.best_objective), result.best_params)
     assert all(r > 0 for r in result.best_allocation.values())
     assert result.exact_params <= problem.budget
-    assert problem.evaluate(result.exact_allocation) == (pytest.approx(result.exact_objective), result.exact_params)
+    assert problem.evaluate(ranked(result.exact_allocation)) == (pytest.approx(result.exact_objective), result.exact_params)
     assert result.exact_objective >= result.best_objective - 1e-12
     assert 0 < result.ratio <= 1 + 1e-9
     assert [h["number"] for h in result.history] == list(range(40))
     assert sum(h["feasible"] for h in result.history) == len(feasible)
 
     # Resume: 10 more trials, earlier ones kept as they were, the baseline not enqueued again.
-    resumed = run_search(problem, n_trials=50, seed=0, storage_path=journal, enqueue=BASELINE)
+    resumed = run_search(problem, n_trials=50, seed=0, storage_path=journal, enqueue=ranked(BASELINE))
     again = load_trials(journal)
     assert resumed.trials == len(again) == 50
     assert [t.number for t in again] == list(range(50))
@@ -204,10 +224,10 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     assert run_search(problem, n_trials=30, seed=0, storage_path=journal).trials == 50
 
     # Same seed, fresh journal: the same study; another seed: another one.
-    twin = run_search(problem, n_trials=40, seed=0, storage_path=journal_dir / "twin.journal", enqueue=BASELINE)
+    twin = run_search(problem, n_trials=40, seed=0, storage_path=journal_dir / "twin.journal", enqueue=ranked(BASELINE))
     assert twin.best_objective == result.best_objective
     assert twin.history == result.history
-    other = run_search(problem, n_trials=40, seed=1, storage_path=journal_dir / "other.journal", enqueue=BASELINE)
+    other = run_search(problem, n_trials=40, seed=1, storage_path=journal_dir / "other.journal", enqueue=ranked(BASELINE))
     assert [h["value"] for h in other.history] != [h["value"] for h in result.history]
 
 
@@ -229,7 +249,7 @@ def test_other_problem_on_the_same_journal_starts_over(journal_dir: Path) -> Non
     problem = synthetic_problem()
     assert run_search(problem, n_trials=4, seed=0, storage_path=journal).trials == 4
     study = create_study(journal, "heterosearch", 0)
-    assert SearchProblem.from_dict(study.user_attrs[PROBLEM_ATTR]).same_as(problem)
+    assert Problem.from_dict(study.user_attrs[PROBLEM_ATTR]).same_as(problem)
     assert run_search(problem, n_trials=6, seed=0, storage_path=journal).trials == 6  # same problem: resumed
 
     smaller = synthetic_problem()

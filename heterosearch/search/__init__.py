@@ -1,6 +1,13 @@
-"""Search: the Optuna study over allocations and the exact optimum of the same objective."""
+"""Search: the problem (groups of options under a budget, exact optimum), the Optuna study over it.
 
-from heterosearch.search.exact import KnapsackResult, solve
-from heterosearch.search.study import PARAM_PREFIX, SearchProblem, SearchResult, run_search
+- ``problem``: ``Problem`` (options, costs, values; ``solve`` = exact multiple-choice knapsack);
+- ``build``: a space + scores -> ``Problem``; a chosen option set -> ``Allocation``;
+- ``objective``: the one objective every process evaluates; ``claims``: trial counting and liveness;
+- ``storage``: journal file or PostgreSQL; ``study``: the loop; ``worker``: ``heterosearch worker``.
+"""
 
-__all__ = ["PARAM_PREFIX", "KnapsackResult", "SearchProblem", "SearchResult", "run_search", "solve"]
+from heterosearch.search.objective import PARAM_PREFIX
+from heterosearch.search.problem import Problem
+from heterosearch.search.study import SearchResult, run_search
+
+__all__ = ["PARAM_PREFIX", "Problem", "SearchResult", "run_search"]

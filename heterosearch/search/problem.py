@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,20 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         return {"budget": int(self.budget), "groups": [g.to_dict() for g in self.groups],
                 "roles": [r.to_dict() for r in self.roles]}
+
+    @classmethod
+    def from_arrays(cls, keys: Sequence[str], ranks: Sequence[int], values: Any, costs: Any, budget: int,
+                    prefix: str = "rank.") -> Problem:
+        """One ``<prefix><key>`` group per row: ``values``/``costs`` are (n_keys, n_ranks), ranks[0] = 0 costs 0.
+
+        The plain per-site LoRA problem (benchmarks, tests, array callers)."""
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64)
+        costs = np.asarray(costs, dtype=np.int64)
+        groups = [Group(prefix + k, [int(r) for r in ranks], values[i].tolist(), [int(c) for c in costs[i]])
+                  for i, k in enumerate(keys)]
+        return cls(budget=int(budget), groups=groups)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Problem:
