@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
+from heterosearch import recipe
 from heterosearch.errors import UserError
 
 app = typer.Typer(
@@ -150,7 +151,7 @@ def run(
     space: SpaceOpt = "lora",
     proxy: ProxyOpt = "spectral",
     trials: TrialsOpt = 300,
-    train_epochs: EpochsOpt = 1.0,
+    train_epochs: EpochsOpt = recipe.EPOCHS,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
     data_dir: DataOpt = None,
@@ -230,10 +231,11 @@ def export(run_dir: Annotated[Path, typer.Argument(help="Run folder with a searc
 
     Example: heterosearch export runs/demo
     """
-    from heterosearch.pipeline import Run, load_winner, stage_export
+    from heterosearch.pipeline import Run, check_searched, load_winner, stage_export
 
     r = Run.reopen(run_dir)
-    winner, _ = load_winner(r)
+    winner, search_summary = load_winner(r)
+    check_searched(r, search_summary)
     data = stage_export(r, winner)
     r.save_config()
     typer.echo(f"wrote {r.out}/allocation.json and adapter_config.json ({data['params']:,} adapter parameters; PEFT load checked)")

@@ -7,7 +7,6 @@ resumed run skips what is already on disk.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import sys
@@ -17,10 +16,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from heterosearch import __version__
+from heterosearch import __version__, recipe
 from heterosearch.errors import UserError
-from heterosearch.export.files import read_json, write_json
+from heterosearch.export.files import write_json
+from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
+from heterosearch.stages import INPUTS_KEY, check_current, input_hashes
 from heterosearch.space import SearchSpace, format_params, load_space, lora_params
 from heterosearch.space.allocation import Allocation, largest_uniform_rank, uniform_allocation
 
@@ -44,16 +45,16 @@ class RunConfig:
     space: str = "lora"
     proxy: str = "spectral"
     trials: int = 300
-    train_epochs: float = 1.0
+    train_epochs: float = recipe.EPOCHS
     max_train_steps: int | None = None
     seed: int = 0
     data_dir: str | None = None
     out: str | None = None
     score_batches: int = 8
-    batch_size: int = 32
-    max_length: int = 128
-    lr: float = 5e-4
-    warmup: float = 0.06  # fraction of training steps with a linear warm-up, then linear decay to 0
+    batch_size: int = recipe.BATCH_SIZE
+    max_length: int = recipe.MAX_LENGTH
+    lr: float = recipe.LR
+    warmup: float = recipe.WARMUP  # fraction of training steps with a linear warm-up, then linear decay to 0
     val_fraction: float = 0.1  # of the training file, carved off for every choice the tool makes
     split_seed: int = 0  # the validation split's seed (the same for every training seed)
     proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
@@ -157,7 +158,7 @@ class Run:
         if ours and (out / CONFIG_FILE).is_file() and not overwrite:
             if not resume:
                 raise UserError(f"output folder {out} holds an earlier run; pass --resume to continue it or --overwrite to replace it")
-            old = read_json(out / CONFIG_FILE).get("config", {})
+            old = read_run_file(out / CONFIG_FILE, CONFIG_FILE)["config"]
             diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k, _DEFAULTS.get(k)) != v]
             if diff:
                 raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
@@ -200,7 +201,7 @@ class Run:
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG_FILE).is_file():
             raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); start one with `heterosearch score` or `run`")
-        stored = read_json(run_dir / CONFIG_FILE)["config"]
+        stored = read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"]
         stored.update({k: v for k, v in overrides.items() if v is not None})
         stored["proxies"] = tuple(stored.get("proxies", ()))
         stored["out"] = str(run_dir)
@@ -462,6 +463,7 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "winner": winner.to_dict(),
         "history": result.history,
     }
+    summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (stages.py)
     write_json(run.path(SEARCH_FILE), summary)
     run.timings["search"] = time.perf_counter() - t0
     say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
@@ -488,6 +490,7 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         proxy=run.cfg.proxy,
         seed=run.cfg.seed,
         versions=versions(),
+        **{INPUTS_KEY: input_hashes(run.out, "export")},  # the search.json it was exported from
     )
     # The LoRA part exports to PEFT; banks, pools and shortcuts are heterosearch's own
     # (allocation.json + heterosearch.load_adapters). PEFT reloads from base_model_name_or_path:
@@ -507,7 +510,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     from heterosearch.train import train_allocation
 
     path = run.path(VERIFY_FILE)
-    done: dict[str, Any] = read_json(path) if path.is_file() else {}
+    done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
     cfg = run.cfg.train_config()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     baseline, baseline_name = run.baseline_allocation()
@@ -600,6 +603,7 @@ def check_exported(run: Run, winner: Allocation) -> None:
     if not path.is_file():
         raise UserError(f"{run.out} has no {ALLOCATION_FILE}: run `heterosearch export {run.out}` first")
     exported, data = read_allocation(path)
+    check_current(run.out, "train", {ALLOCATION_FILE: data})
     if exported.to_dict() != winner.to_dict() or data.get("budget") != run.cfg.budget:
         raise UserError(
             f"{path} (budget {data.get('budget')}) is older than search.json (budget {run.cfg.budget}): "
@@ -607,13 +611,18 @@ def check_exported(run: Run, winner: Allocation) -> None:
         )
 
 
+def check_searched(run: Run, search: dict[str, Any]) -> None:
+    """Export reads search.json: it must come from the scores in the folder now (stages.py)."""
+    check_current(run.out, "export", {SEARCH_FILE: search})
+
+
 def load_winner(run: Run) -> tuple[Allocation, dict[str, Any]]:
     """The winner recorded by the search stage."""
-    search = read_json(run.path(SEARCH_FILE)) if run.path(SEARCH_FILE).is_file() else None
+    search = read_run_file(run.path(SEARCH_FILE), SEARCH_FILE) if run.path(SEARCH_FILE).is_file() else None
     if search is None:
         raise UserError(f"{run.out} has no {SEARCH_FILE}: run `heterosearch search {run.out} --budget B` first")
     return Allocation.from_dict(search["winner"]), search
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / RESULTS_FILE).read_text())
+    return read_run_file(Path(run_dir) / RESULTS_FILE, RESULTS_FILE)

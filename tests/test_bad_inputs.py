@@ -285,12 +285,30 @@ def test_train_refuses_an_export_older_than_the_search(tiny: dict[str, Path], se
     assert invoke(["search", str(run), "--budget", "1k", "--trials", "3"]).exit_code == 0
     config = (run / "config.json").read_bytes()
     results = (run / "results.json").read_bytes()
-    one_line_error(invoke(["train", str(run), "--max-train-steps", "1"]), "older than search.json", "heterosearch export")
+    one_line_error(invoke(["train", str(run), "--max-train-steps", "1"]), "made from another search.json", "heterosearch export")
     assert (run / "config.json").read_bytes() == config  # a failed command rewrites nothing, argv included
     assert (run / "results.json").read_bytes() == results
     assert invoke(["export", str(run)]).exit_code == 0
     assert invoke(["train", str(run), "--max-train-steps", "1"]).exit_code == 0
     assert json.loads((run / "results.json").read_text())["budget"] == 1000
+
+
+def test_a_stage_refuses_inputs_made_from_files_that_changed(tiny: dict[str, Path], searched_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(searched_run, run)
+    search = json.loads((run / "search.json").read_text())
+    assert set(search["inputs"]) == {"scores.json"}  # every stage records what it was made from
+    assert set(json.loads((run / "allocation.json").read_text())["inputs"]) == {"search.json"}
+    with open(run / "scores.json", "a") as fh:
+        fh.write("\n")  # scores.json rewritten since the search ran
+    one_line_error(invoke(["export", str(run)]), "was made from another scores.json", "heterosearch search")
+    shutil.copy(searched_run / "scores.json", run / "scores.json")
+    with open(run / "search.json", "a") as fh:
+        fh.write("\n")  # search.json rewritten since the export
+    one_line_error(invoke(["train", str(run), "--max-train-steps", "1"]), "was made from another search.json",
+                   "heterosearch export")
 
 
 def test_space_whose_roles_leave_out_the_baseline_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:

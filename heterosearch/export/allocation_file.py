@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from heterosearch.errors import UserError
-from heterosearch.export.files import read_json, write_json
+from heterosearch.export.files import write_json
+from heterosearch.export.schema import read_run_file
 from heterosearch.space.allocation import Allocation, element_params
 from heterosearch.space.budget import lora_params
 
@@ -58,9 +58,5 @@ def write_allocation(path: Path, allocation: Allocation, sites: Mapping[str, Any
 
 
 def read_allocation(path: Path) -> tuple[Allocation, dict[str, Any]]:
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path} is not a heterosearch allocation file (format {FORMAT!r})")
-    if data.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{path} has format_version {data['format_version']}; this heterosearch reads up to {FORMAT_VERSION}")
+    data = read_run_file(path, "allocation.json")  # format, format_version and every field: export/schema.py
     return Allocation.from_dict(data["allocation"]), data

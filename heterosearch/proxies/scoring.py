@@ -7,7 +7,6 @@ is saved as ``scores.json`` in the run folder and read back by the search.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -51,6 +50,10 @@ class Scores:
             raise UserError(f"rank {max(ranks)} exceeds the scored maximum rank {self.r_max}")
         keys = list(keys) if keys is not None else self.site_keys
         curves = self.curves[proxy]
+        missing = [k for k in keys if k not in curves]
+        if missing:  # a scores.json from another model, or edited: one line instead of a KeyError
+            raise UserError(f"scores.json has no {proxy!r} curve for site {missing[0]!r} of this model: "
+                            "delete it and rerun `heterosearch score`")
         return np.array([[curves[k][r] for r in ranks] for k in keys], dtype=np.float64)
 
     def save(self, path: Path) -> None:
@@ -63,7 +66,9 @@ class Scores:
     def load(cls, path: Path) -> Scores:
         if not path.is_file():
             raise UserError(f"no scores at {path}: run `heterosearch score` first")
-        data = json.loads(path.read_text())
+        from heterosearch.export.schema import read_run_file
+
+        data = read_run_file(path, "scores.json")
         return cls(sites=data["sites"], r_max=data["r_max"], curves=data["curves"], meta=data.get("meta", {}),
                    kinds=data.get("kinds", {}), undefined=data.get("undefined", {}))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,9 @@ def element_lines(allocation: dict[str, Any]) -> list[str]:
 
 def render_report(run_dir: Path) -> str:
     run_dir = Path(run_dir)
-    r = json.loads((run_dir / "results.json").read_text())
+    from heterosearch.export.schema import read_run_file
+
+    r = read_run_file(run_dir / "results.json", "results.json")
     s = r["search"]
     out = [
         f"# heterosearch run: {r['task']} at a budget of {r['budget']:,} adapter parameters",

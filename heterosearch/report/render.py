@@ -8,18 +8,19 @@ and ``rank_report.json`` (``heterosearch rank-report``). Never loads a model.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.export.schema import read_run_file
 
 PLOTS_DIR = "plots"
 
 
 def _load(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The file checked against its schema (export/schema.py, by file name), or None when the folder lacks it."""
+    return read_run_file(path, path.name) if path.is_file() else None
 
 
 def _pct(x: Any, digits: int = 1) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from heterosearch import recipe
 from heterosearch.adapters import apply_allocation, count_adapter_params, head_parameters
 from heterosearch.progress import track
 from heterosearch.space.allocation import Allocation
@@ -32,14 +33,14 @@ from heterosearch.tasks.batching import Encoded, collate, eval_batches, train_ba
 
 @dataclass
 class TrainConfig:
-    epochs: float = 1.0
+    epochs: float = recipe.EPOCHS
     max_steps: int | None = None  # caps the steps of ``epochs`` (for quick checks)
-    batch_size: int = 32
+    batch_size: int = recipe.BATCH_SIZE
     eval_batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = recipe.LR
     weight_decay: float = 0.0
-    warmup: float = 0.06  # fraction of steps
-    max_length: int = 128
+    warmup: float = recipe.WARMUP  # fraction of steps
+    max_length: int = recipe.MAX_LENGTH
     grouped_batches: bool = True
     seed: int = 0
     checkpoint_every: int = 25  # steps between checkpoints when a checkpoint path is given (0 = never)

@@ -26,7 +26,8 @@ from typing import Any
 
 from heterosearch import run_folder
 from heterosearch.errors import UserError
-from heterosearch.export.files import read_json, write_json
+from heterosearch.export.files import write_json
+from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 
 FRONTIER_FILE = "frontier.json"
@@ -81,7 +82,7 @@ def frontier(
         raise UserError(f"--out {out} exists and is not a folder")
     path = out / FRONTIER_FILE
     if path.is_file():
-        old = read_json(path)
+        old = read_run_file(path, FRONTIER_FILE)
         same = {k: old.get(k) for k in ("task", "space", "proxy", "model", "seed")}
         want = {"task": task, "space": space, "proxy": proxy, "model": model, "seed": seed}
         if same != want:
@@ -149,7 +150,7 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
         vpath = budget_folder(out, b) / VERIFY_SEEDS_FILE
         if not vpath.is_file():
             continue
-        v = read_json(vpath)
+        v = read_run_file(vpath, VERIFY_SEEDS_FILE)
         metric = v["metric"]
         splits = v.get("split_roles", splits)
         summary = v.get("summary") or {}

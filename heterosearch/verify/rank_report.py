@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from heterosearch.errors import UserError
-from heterosearch.export.files import read_json, write_json
+from heterosearch.export.files import write_json
+from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 from heterosearch.space.allocation import Allocation
 from heterosearch.verify.baselines import random_allocation
@@ -275,7 +276,7 @@ def rank_report(
     evals = {"val": run.encoded["val"]}  # a calibration is a choice: it uses the validation split
 
     path = run.path(RANK_REPORT_FILE)
-    old = read_json(path) if path.is_file() else {}
+    old = read_run_file(path, RANK_REPORT_FILE) if path.is_file() else {}
     same_setup = old.get("train_config") == _cfg_dict(train_cfg) and old.get("seeds") == seeds
     done = {_akey(c["allocation"]): c for c in old.get("candidates", []) if same_setup}
     uniform_old = old.get("uniform") if same_setup else None

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from heterosearch.errors import UserError
-from heterosearch.export.files import read_json, write_json
+from heterosearch.export.files import write_json
+from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 from heterosearch.verify.baselines import METHODS, Planned, plan_baselines, random_baseline
 
@@ -184,7 +185,7 @@ def open_run(run_dir: Path) -> Any:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); make one with `heterosearch run`")
-    stored = dict(read_json(run_dir / CONFIG_FILE)["config"])
+    stored = dict(read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"])
     stored["proxies"] = tuple(stored.get("proxies", ()))
     stored["out"] = str(run_dir)
     run = Run(cfg=RunConfig(**stored), out=run_dir)
@@ -242,7 +243,7 @@ def _from_verify_json(run: Any, method: str, seed: int, plan: Planned, cfg: Any)
     path = run.path(VERIFY_FILE)
     if seed != run.cfg.seed or method not in ("winner", "uniform_qv") or not path.is_file():
         return None
-    done = read_json(path)
+    done = read_run_file(path, VERIFY_FILE)
     label = "winner" if method == "winner" else "baseline"
     entry = done.get(label)
     if not entry or entry.get("allocation") != plan.allocation.to_dict() or done.get("train_config") != cfg.to_dict():
@@ -351,7 +352,7 @@ def _verify_run(
         say(f"[yellow]verify: skipping {m}: {why}[/yellow]")
 
     path = run.path(VERIFY_SEEDS_FILE)
-    state: dict[str, Any] = read_json(path) if path.is_file() and not overwrite else {}
+    state: dict[str, Any] = read_run_file(path, VERIFY_SEEDS_FILE) if path.is_file() and not overwrite else {}
     if state and state.get("train_config") != _without_seed(cfg):
         raise UserError(
             f"{path} was trained with other settings ({state.get('train_config')}); "
