@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,24 @@ from heterosearch.tasks._loading import Split  # noqa: E402
 from heterosearch.tasks.splits import carve_validation  # noqa: E402
 from heterosearch.verify.seeds import paired_comparison, paired_interval, seeds_needed  # noqa: E402
 from tests.test_verify import Counter, _tiny_world  # noqa: E402
+
+
+ROLES = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
+
+
+@dataclass
+class FakeSite:
+    key: str
+    role: str
+    layer: int
+    d_in: int
+    d_out: int
+
+
+def minilm_sites() -> list[FakeSite]:
+    """The 36 sites of all-MiniLM-L6-v2 (d 384, FFN 1536): every site at rank r costs 41,472 r."""
+    return [FakeSite(f"L{la}.{r}", r, la, 1536 if r == "ffn_out" else 384, 1536 if r == "ffn_in" else 384)
+            for la in range(6) for r in ROLES]
 
 
 def _split(labels: list[Any]) -> Split:
@@ -84,21 +103,9 @@ def test_paired_comparison_reports_interval_and_seeds() -> None:
 
 # ------------------------------------------------------------------ baselines and trivial models
 def test_uniform_all_is_mixed_to_within_two_percent() -> None:
-    from dataclasses import dataclass
-
     from heterosearch.verify.baselines import TOLERANCE, uniform_baseline
 
-    @dataclass
-    class S:
-        key: str
-        role: str
-        layer: int
-        d_in: int
-        d_out: int
-
-    roles = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
-    sites = [S(f"L{la}.{r}", r, la, 1536 if r == "ffn_out" else 384, 1536 if r == "ffn_in" else 384)
-             for la in range(6) for r in roles]
+    roles, sites = ROLES, minilm_sites()
     # MiniLM: every site at rank r costs 41,472 r, so 41.5k, 83k and 0.5M are r = 1, 2, 12 exactly.
     for budget, rank in ((41_500, 1), (83_000, 2), (500_000, 12)):
         p = uniform_baseline(sites, roles, budget, "uniform_all", budget, mixed=True)
@@ -163,21 +170,9 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
 
 
 def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:
-    from dataclasses import dataclass
-
     from heterosearch.verify.rank_report import sample_structural
 
-    @dataclass
-    class S:
-        key: str
-        role: str
-        layer: int
-        d_in: int
-        d_out: int
-
-    roles = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
-    sites = [S(f"L{la}.{r}", r, la, 1536 if r == "ffn_out" else 384, 1536 if r == "ffn_in" else 384)
-             for la in range(6) for r in roles]
+    sites = minilm_sites()
     smap = {s.key: s for s in sites}
     allocs = sample_structural(sites, r_max=64, budget=83_000, n=12, seed=0)
     assert len(allocs) == 12

@@ -294,6 +294,12 @@ def render_run_report(run_dir: Path | str) -> Path:
             plots.seed_spread(verify, plot_dir / "seed_spread.png", split=split)
             plot = f"{PLOTS_DIR}/seed_spread.png"
         lines += verify_section(verify, plot)
+    if front:  # refreshed from the budget folders, so a partial frontier reports every finished training
+        from heterosearch.export.files import write_json
+        from heterosearch.verify.frontier import FRONTIER_FILE, summarize_frontier
+
+        front.update(summarize_frontier(run_dir, [int(b) for b in front.get("budgets", [])]))
+        write_json(run_dir / FRONTIER_FILE, front)
     if front and front.get("points"):
         plots.frontier_plot(front, plot_dir / "frontier.png")
         lines += frontier_section(front, f"{PLOTS_DIR}/frontier.png")

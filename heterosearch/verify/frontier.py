@@ -154,6 +154,10 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
         metric = v["metric"]
         splits = v.get("split_roles", splits)
         summary = v.get("summary") or {}
+        if not summary and v.get("runs"):  # a verify interrupted before its statistics: compute them from its runs
+            from heterosearch.verify.seeds import summarize
+
+            summary = summarize(v["runs"], v.get("methods_order") or sorted({e["method"] for e in v["runs"].values()}))
         by_method: dict[str, list[Mapping[str, Any]]] = {}
         for e in v.get("runs", {}).values():
             by_method.setdefault(e["method"], []).append(e)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from heterosearch.export.schema.files import (  # noqa: F401
+from heterosearch.export.schema.files import (
     ALLOCATION,
     COUNT,
-    DIGITS,
-    LAYER,
     METRICS,
-    RANK,
     SECONDS,
     SPLIT_METRICS,
     FileSchema,
@@ -17,7 +14,7 @@ from heterosearch.export.schema.files import (  # noqa: F401
     _rank_report_complete,
     _summary_has_metric,
 )
-from heterosearch.export.schema.specs import (  # noqa: F401
+from heterosearch.export.schema.specs import (
     AnyValue,
     Bool,
     Int,
@@ -26,10 +23,7 @@ from heterosearch.export.schema.specs import (  # noqa: F401
     Num,
     Obj,
     Opt,
-    Spec,
     Str,
-    _Mismatch,
-    short,
 )
 
 _STAT = Obj({"n": COUNT, "mean": Opt(Num()), "std": Opt(Num()), "values": MapOf(Num(), key_what="a seed")},

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from heterosearch.export.schema.specs import (  # noqa: F401
+from heterosearch.export.schema.specs import (
     AnyValue,
     Bool,
     Int,
@@ -15,9 +15,7 @@ from heterosearch.export.schema.specs import (  # noqa: F401
     Num,
     Obj,
     Opt,
-    Spec,
     Str,
-    _Mismatch,
     short,
 )
 
