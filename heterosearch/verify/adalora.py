@@ -49,6 +49,11 @@ class AdaLoraResult:
     trivial: dict[str, bool] = field(default_factory=dict)
 
 
+#: At one step PEFT's AdaLoRA has no room for its rank schedule: its
+#: update_and_allocate fails with a KeyError. verify skips AdaLoRA below this and says why.
+ADALORA_MIN_STEPS = 2
+
+
 def adalora_schedule(steps: int) -> dict[str, int]:
     """tinit (warm-up without pruning), tfinal (training at the final budget) and deltaT for ``steps``.
 

@@ -348,6 +348,12 @@ def _verify_run(
     )
     unavailable = {m: p for m, p in fixed.items() if isinstance(p, str)}
     plans: dict[str, Planned] = {m: p for m, p in fixed.items() if isinstance(p, Planned)}
+    from heterosearch.verify.adalora import ADALORA_MIN_STEPS
+
+    n_steps = cfg.steps_for(len(run.encoded["train"]))
+    if "adalora" in plans and n_steps < ADALORA_MIN_STEPS:  # its rank schedule needs room (PEFT fails below)
+        del plans["adalora"]
+        unavailable["adalora"] = f"AdaLoRA's rank schedule needs >= {ADALORA_MIN_STEPS} training steps, this recipe has {n_steps}"
     for m, why in unavailable.items():
         say(f"[yellow]verify: skipping {m}: {why}[/yellow]")
 
