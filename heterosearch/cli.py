@@ -97,7 +97,8 @@ def _print_summary(results: dict[str, Any]) -> None:
 
     from heterosearch.report.markdown import _metric_names
 
-    console = Console()
+    # Not a terminal (a file, a pipe, a test): no hard wrapping at 80 columns in mid-sentence.
+    console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
     console.print(f"[bold]allocation[/bold] ({results['params']:,} adapter parameters, budget {results['budget']:,}; "
                   f"task head {results.get('head_params') or 0:,} reported separately):")
     ranks = results["allocation"]["lora"]
@@ -130,12 +131,15 @@ def _print_summary(results: dict[str, Any]) -> None:
             splits = e.get("splits", {})
             cells = [f"{100 * splits.get(s, {}).get(m, float('nan')):.1f}" for s in ("val", "test") for m in names]
             table.add_row(f"{label}: {e['name']}", f"{e['params']:,}", *cells)
+        if v.get("both_trivial"):  # no comparison: two models that learnt nothing tie by construction
+            main = names[0]
+            console.print(f"[yellow]No comparison: after {steps} training steps both the winner and the baseline predict "
+                          f"a single class on the test split ({main} {100 * v['winner'].get(main, 0):.1f} and "
+                          f"{100 * v['baseline'].get(main, 0):.1f}; for regression: barely correlate with the labels). "
+                          "Train longer (--train-epochs) or use `heterosearch verify RUN --seeds 5`.[/yellow]")
+            return
         console.print(table)
-        if v.get("both_trivial"):
-            console.print("[yellow]Both models predict a single class on the test split (or, for regression, "
-                          "barely correlate with the labels): this training learnt nothing usable, so the table "
-                          "compares nothing. Train longer (--train-epochs) or use `heterosearch verify`.[/yellow]")
-        elif any(v[k].get("trivial", {}).get("test") for k in ("winner", "baseline")):
+        if any(v[k].get("trivial", {}).get("test") for k in ("winner", "baseline")):
             which = [k for k in ("winner", "baseline") if v[k].get("trivial", {}).get("test")]
             console.print(f"[yellow]The {which[0]} predicts a single class on the test split.[/yellow]")
         console.print("One seed: a difference of a few points is within seed noise; "

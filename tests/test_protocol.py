@@ -182,3 +182,25 @@ def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:
         assert abs(a.params(smap) - 83_000) <= 0.02 * 83_000 and max(a.lora.values()) <= 64
         assert max(a.lora.values()) - min(a.lora.values()) <= 1  # near-uniform on its own sites
     assert sample_structural(sites, 64, 83_000, 12, seed=0) == allocs
+
+
+@pytest.mark.parametrize("trivial", [True, False])
+def test_run_says_so_instead_of_comparing_two_one_class_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               trivial: bool) -> None:
+    import heterosearch.train.loop as loop
+    from heterosearch.cli import app
+    from tests.test_bad_inputs import invoke, run_args
+    from tests.tiny_run import make_glue_dir, make_tiny_model
+
+    monkeypatch.setattr(loop, "is_trivial", lambda preds, regression, metrics: trivial)
+    tiny = {"model": make_tiny_model(tmp_path / "model"), "data": make_glue_dir(tmp_path / "data", n_train=16, n_dev=8)}
+    assert app is not None
+    result = invoke(run_args(tiny, tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    verify = json.loads((tmp_path / "run" / "verify.json").read_text())
+    assert verify["both_trivial"] is trivial
+    assert verify["split_roles"]["roles"]["test"].startswith("report only")
+    if trivial:
+        assert "No comparison" in result.output and "test accuracy" not in result.output
+    else:
+        assert "No comparison" not in result.output and "test accuracy" in result.output and "val accuracy" in result.output
