@@ -162,6 +162,12 @@ def run(
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
     storage: StorageOpt = None,
+    lr: Annotated[float, typer.Option(help="Learning rate of every trained model (the recipe's, chosen on val).")] = recipe.LR,
+    warmup: Annotated[float, typer.Option(help="Linear warm-up, as a fraction of the training steps.")] = recipe.WARMUP,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = recipe.BATCH_SIZE,
+    max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are truncated).")] = recipe.MAX_LENGTH,
+    val_fraction: Annotated[float, typer.Option(help="Share of the training file carved off as the validation split.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the validation split (the same for every training seed).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
 ) -> None:
@@ -176,7 +182,8 @@ def run(
         raise UserError("missing --budget (e.g. --budget 0.5M)")
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
-                    storage=storage)
+                    storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length,
+                    val_fraction=val_fraction, split_seed=split_seed)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     _print_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")
