@@ -455,6 +455,7 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "repaired_trials": sum(bool(h.get("repaired")) for h in result.history),
         "seconds": result.seconds,
         "exact_seconds": result.exact_seconds,
+        "exact_frontier": [[int(b), v] for b, v in result.exact_frontier],  # optimum at every budget up to this one
         "winner_source": "exact" if use_exact else "optuna",
         "optuna_allocation": decode(result.best_choice, run.space, run.sites).to_dict() if result.best_choice else {},
         "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},

@@ -334,3 +334,21 @@ def test_repair_takes_the_cheapest_loss_per_parameter_first() -> None:
     out = p.repair({"rank.a": 1, "mode.v": "bank", "bank.v": "share_ab:4"})
     assert out == {"rank.a": 1, "mode.v": "lora", "rank.L0.v": 0}
     assert p.evaluate(out) == (1.0, 10)
+
+
+def test_exact_solve_returns_the_frontier_of_every_smaller_budget() -> None:
+    rng = np.random.default_rng(99)
+    for _ in range(30):
+        values, costs, budget = random_problem(rng)
+        values = np.abs(values)
+        values[:, 0] = 0.0
+        n_sites, n_choices = values.shape
+        keys = [f"g{i}" for i in range(n_sites)]
+        res = Problem.from_arrays(keys, list(range(n_choices)), values, costs, budget, prefix="").solve()
+        assert res.frontier[0] == (0, 0.0) and res.frontier[-1][1] == pytest.approx(res.value)
+        xs = [b for b, _ in res.frontier]
+        ys = [v for _, v in res.frontier]
+        assert xs == sorted(xs) and ys == sorted(ys) and all(b <= budget for b in xs)
+        for b, v in res.frontier:  # each point is the exact optimum at its own budget
+            assert v == pytest.approx(brute_force(values, costs, b), abs=1e-9)
+            assert brute_force(values, costs, b - 1) < v - 1e-12 if b > 0 else True

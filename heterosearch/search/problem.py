@@ -87,6 +87,9 @@ class ExactResult:
     choice: dict[str, Any]
     exact: bool
     unit: int
+    # The optimum at every budget up to this one, from the same DP: (budget, value) at each
+    # budget (a multiple of ``unit``) where the optimal value rises; the value holds until the next.
+    frontier: list[tuple[int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -318,4 +321,6 @@ class Problem:
                     choice[g.key] = g.labels[int(how_opt[c_role])]
         v, cost = self.evaluate(choice)
         assert abs(v - value) <= 1e-9 * max(1.0, abs(value)), (v, value)
-        return ExactResult(value=v, cost=cost, choice=choice, exact=exact, unit=unit)
+        rises = [0] + [k for k in range(1, cap + 1) if best[k] > best[k - 1]]
+        frontier = [(k * unit, float(best[k])) for k in rises if math.isfinite(best[k])]
+        return ExactResult(value=v, cost=cost, choice=choice, exact=exact, unit=unit, frontier=frontier)

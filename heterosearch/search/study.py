@@ -69,6 +69,7 @@ class SearchResult:
     feasible_trials: int
     seconds: float
     exact_seconds: float
+    exact_frontier: list[tuple[int, float]] = field(default_factory=list)  # the optimum at every smaller budget
     history: list[dict[str, Any]] = field(default_factory=list)
     storage: str = ""  # the journal path or the URL without its password
     study_name: str = STUDY_NAME
@@ -235,6 +236,7 @@ def run_search(
         feasible_trials=len(feasible),
         seconds=seconds,
         exact_seconds=exact_seconds,
+        exact_frontier=exact.frontier,
         history=history,
         storage=describe(where),
         study_name=study_name,
