@@ -138,6 +138,33 @@ def test_save_lora_config_replaces_an_old_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json"]
 
 
+def test_adapter_config_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    """PEFT writes target_modules in set order, which follows the hash seed: the export must not."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from heterosearch.export.peft_config import lora_config, save_lora_config\n"
+        "from heterosearch.models import discover_sites\n"
+        "from heterosearch.space.allocation import Allocation\n"
+        "from tests.test_export import sites_by_key, tiny_model\n"
+        "sites = sites_by_key(discover_sites(tiny_model('bert')))\n"
+        "alloc = Allocation(lora={k: 1 + i % 3 for i, k in enumerate(sorted(sites))})\n"
+        "save_lora_config(lora_config(alloc, sites, 2.0, base_model='m'), sys.argv[1])\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    texts = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(repo)}
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, cwd=repo)
+        texts.append((out / "adapter_config.json").read_bytes())
+    assert texts[0] == texts[1] == texts[2]
+    assert json.loads(texts[0])["target_modules"] == sorted(json.loads(texts[0])["target_modules"])
+
+
 # ---------------------------------------------------------------- allocation.json
 
 

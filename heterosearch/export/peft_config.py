@@ -50,12 +50,24 @@ def lora_config(
 
 
 def save_lora_config(config: Any, out_dir: Path) -> Path:
-    """``save_pretrained`` into a temp folder, then rename: never a half-written config."""
+    """``save_pretrained`` into a temp folder, then rename: never a half-written config.
+
+    PEFT turns ``target_modules`` into a set and writes it in set order, which changes with
+    Python's hash seed from process to process; the file is rewritten with every list sorted
+    and keys in a fixed order, so the same allocation always gives the same bytes.
+    """
+    import json
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".peft-") as tmp:
         config.save_pretrained(tmp)
-        os.replace(Path(tmp) / "adapter_config.json", out_dir / "adapter_config.json")
+        path = Path(tmp) / "adapter_config.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data.get("target_modules"), list):
+            data["target_modules"] = sorted(data["target_modules"])
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(path, out_dir / "adapter_config.json")
     return out_dir / "adapter_config.json"
 
 
