@@ -302,7 +302,8 @@ def frontier_plot(doc: Mapping[str, Any], path: Path, split: str = "test") -> Pa
         if not xs:
             continue
         xs_a, ys_a, sd_a = np.array(xs), np.array(ys), np.array(sd)
-        ax.plot(xs_a, ys_a, "-o", color=colors(k % 10), ms=4, lw=1.6 if m == "winner" else 1.0, label=m)
+        ax.errorbar(xs_a, ys_a, yerr=sd_a, fmt="-o", color=colors(k % 10), ms=4, lw=1.6 if m == "winner" else 1.0,
+                    capsize=3, elinewidth=0.8, label=m)
         ax.fill_between(xs_a, ys_a - sd_a, ys_a + sd_a, color=colors(k % 10), alpha=0.12, lw=0)
     ax.set_xscale("log")
     ax.set_xlabel("adapter parameters (log scale)", fontsize=9)
