@@ -38,4 +38,7 @@ def say(message: str) -> None:
     if not quiet():
         from rich.console import Console
 
-        Console(stderr=True, highlight=False).print(message)
+        import sys
+
+        # A file or a pipe gets whole lines: no hard wrap at 80 columns in mid-sentence.
+        Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()).print(message)
