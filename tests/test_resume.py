@@ -88,7 +88,7 @@ def test_training_resumed_from_a_checkpoint_equals_one_uninterrupted_run(
     assert not ckpt.exists() and not ckpt.parent.exists()  # removed once the model is done
 
     # A checkpoint of other settings is not resumed from (the run starts over).
-    other = TrainConfig(epochs=10, max_steps=12, batch_size=16, checkpoint_every=5, lr=1e-3)
+    other = TrainConfig(epochs=10, max_steps=12, batch_size=16, checkpoint_every=5, lr=cfg.lr * 2)
     monkeypatch.setattr(loop, "collate", crashing_collate)
     calls[0] = 0
     with pytest.raises(Crash):
