@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default="uniform_qv,uniform_all")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--scale", default="ratio:2",
+                    help="LoRA scale rule: 'ratio:K' (alpha = K r, s = K at every rank) or 'rs:C' "
+                         "(rank-stabilised, alpha = C sqrt(r), s = C / sqrt(r))")
     ap.add_argument("--out", default="reports/recipe-sweep")
     args = ap.parse_args()
 
@@ -49,6 +52,20 @@ def main() -> None:
     budget = parse_budget(args.budget)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rule, _, const = args.scale.partition(":")
+    if rule not in ("ratio", "rs") or not const:
+        ap.error("--scale must be ratio:K or rs:C")
+    const_f = float(const)
+    tag = "" if args.scale == "ratio:2" else f"/{args.scale}"
+
+    def scale_of(allocation) -> float:
+        ranks = {r for r in allocation.lora.values() if r > 0}
+        if rule == "ratio":
+            return const_f
+        if len(ranks) != 1:
+            raise SystemExit(f"--scale rs needs one rank per plan, got {sorted(ranks)}")
+        return const_f / ranks.pop() ** 0.5
+
     path = out / f"sweep-{args.task}.json"
     state = json.loads(path.read_text()) if path.is_file() else {}
     runs = state.setdefault("runs", {})
@@ -69,14 +86,14 @@ def main() -> None:
         for lr in [float(x) for x in args.lrs.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 for m in methods:
-                    key = f"{m}/lr{lr:g}/ep{epochs:g}/s{seed}"
+                    key = f"{m}/lr{lr:g}/ep{epochs:g}/s{seed}{tag}"
                     if key in runs:
                         continue
                     tc = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=cfg.batch_size, max_length=cfg.max_length)
                     t0 = time.perf_counter()
                     res = train_allocation(model_factory(run, seed), run.tokenizer, run.all_sites, plans[m].allocation,
-                                           run.space.lora.scaling, run.encoded["train"], evals, run.spec, tc, label=key)
-                    runs[key] = {"method": m, "lr": lr, "epochs": epochs, "seed": seed, "val": res.metrics["val"],
+                                           scale_of(plans[m].allocation), run.encoded["train"], evals, run.spec, tc, label=key)
+                    runs[key] = {"method": m, "budget": budget, "scale": args.scale, "lr": lr, "epochs": epochs, "seed": seed, "val": res.metrics["val"],
                                  "val_loss": res.eval_loss["val"], "train_loss": res.train_loss, "steps": res.steps,
                                  "seconds": res.seconds, "wall": time.perf_counter() - t0, "load_average": os.getloadavg()[0]}
                     path.write_text(json.dumps(state, indent=1))
