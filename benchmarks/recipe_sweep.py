@@ -46,6 +46,7 @@ def main() -> None:
     from heterosearch.pipeline import Run, RunConfig, versions
     from heterosearch.space.budget import parse_budget
     from heterosearch.train import TrainConfig, train_allocation
+    from heterosearch.verify.adalora import train_adalora
     from heterosearch.verify.baselines import plan_baselines
     from heterosearch.verify.seeds import model_factory
 
@@ -58,13 +59,9 @@ def main() -> None:
     const_f = float(const)
     tag = "" if args.scale == "ratio:2" else f"/{args.scale}"
 
-    def scale_of(allocation) -> float:
-        ranks = {r for r in allocation.lora.values() if r > 0}
-        if rule == "ratio":
-            return const_f
-        if len(ranks) != 1:
-            raise SystemExit(f"--scale rs needs one rank per plan, got {sorted(ranks)}")
-        return const_f / ranks.pop() ** 0.5
+    from heterosearch.space.scale import LoraScale
+
+    scale = LoraScale("ratio" if rule == "ratio" else "rslora", const_f)
 
     path = out / f"sweep-{args.task}.json"
     state = json.loads(path.read_text()) if path.is_file() else {}
@@ -77,7 +74,7 @@ def main() -> None:
     state.update({
         "task": args.task, "budget": budget, "metric": run.spec.main_metric, "splits": run.splits,
         "fixed": {"warmup": 0.06, "schedule": "linear warm-up then linear decay to 0", "batch_size": cfg.batch_size,
-                  "max_length": cfg.max_length, "alpha": "2r", "optimizer": "AdamW, weight decay 0"},
+                  "max_length": cfg.max_length, "scale": args.scale, "optimizer": "AdamW, weight decay 0"},
         "versions": versions(), "argv": sys.argv, "load_average_start": os.getloadavg()[0],
         "plans": {m: {"name": p.name, "params": p.params} for m, p in plans.items()},
     })
@@ -91,8 +88,14 @@ def main() -> None:
                         continue
                     tc = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=cfg.batch_size, max_length=cfg.max_length)
                     t0 = time.perf_counter()
-                    res = train_allocation(model_factory(run, seed), run.tokenizer, run.all_sites, plans[m].allocation,
-                                           scale_of(plans[m].allocation), run.encoded["train"], evals, run.spec, tc, label=key)
+                    if m == "adalora":  # its own method: SVD-form adapters and a rank schedule (verify/adalora.py)
+                        res = train_adalora(model_factory(run, seed), run.tokenizer, run.sites,
+                                            plans[m].details["target_r"], plans[m].details["init_r"], scale,
+                                            run.encoded["train"], evals, run.spec, tc, label=key)
+                    else:
+                        res = train_allocation(model_factory(run, seed), run.tokenizer, run.all_sites,
+                                               plans[m].allocation, scale, run.encoded["train"], evals, run.spec, tc,
+                                               label=key)
                     runs[key] = {"method": m, "budget": budget, "scale": args.scale, "lr": lr, "epochs": epochs, "seed": seed, "val": res.metrics["val"],
                                  "val_loss": res.eval_loss["val"], "train_loss": res.train_loss, "steps": res.steps,
                                  "seconds": res.seconds, "wall": time.perf_counter() - t0, "load_average": os.getloadavg()[0]}

@@ -417,7 +417,7 @@ def bench_training(b: Bench) -> None:
     ours = apply_allocation(b.load_model(), b.all_sites, alloc, b.scaling, seed=SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peft_model = get_peft_model(b.load_model(), lora_config(alloc, b.site_map, b.space.lora.alpha_ratio, task_type="SEQ_CLS"))
+        peft_model = get_peft_model(b.load_model(), lora_config(alloc, b.site_map, b.space.lora.scaling, task_type="SEQ_CLS"))
     n_ours, n_peft = count_adapter_params(ours), peft_adapter_params(peft_model)
     trainable = {n: sum(p.numel() for p in m.parameters() if p.requires_grad) for n, m in (("ours", ours), ("peft", peft_model))}
     log(f"training: searched allocation ({len(alloc.lora)} sites, {expected:,} params; ours {n_ours:,}, PEFT {n_peft:,}); "

@@ -482,7 +482,7 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         run.path(ALLOCATION_FILE),
         winner,
         sites,
-        run.space.lora.alpha_ratio,
+        run.space.lora.scaling,
         model=run.cfg.model or "all-MiniLM-L6-v2",
         task=run.cfg.task,
         space={"name": run.space.name, "version": run.space.version},
@@ -498,7 +498,7 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     # give it a path it can load (the packaged copy).
     peft_part = Allocation(lora=winner.lora)
     if peft_part.lora:
-        config = lora_config(peft_part, sites, run.space.lora.alpha_ratio, base_model=run.model_path, task_type="SEQ_CLS")
+        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type="SEQ_CLS")
         save_lora_config(config, run.out)
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)

@@ -6,8 +6,14 @@ of all-MiniLM-L6-v2) at 83k adapter parameters; ``reports/recipe-sweep/sweep-mrp
 holds every training and ``reports/README.md`` the table. The same recipe trains the searched
 winner and every baseline: a baseline's recipe is never tuned against the winner.
 
-- AdamW, weight decay 0, batch 32, max length 128, alpha = 2r (alpha / r = 2 at every rank,
-  so ranks can differ between sites without retuning the learning rate);
+- AdamW, weight decay 0, batch 32, max length 128;
+- LoRA scale: rank-stabilised, s = alpha / sqrt(r) with alpha = 2 sqrt(2) (``SCALE_RULE``,
+  ``LORA_ALPHA``; PEFT's ``use_rslora``). The sweep below ran with s = 2 at every rank
+  (alpha = 2r), which equals the new rule at rank 2, the rank of its all-sites baseline. With
+  s = 2 at every rank, lr 1e-3 left the 0.5M allocations (ranks 12-54) at the majority class
+  (reports/mrpc-default-0.5M, before this change); with s = 2 sqrt(2) / sqrt(r) uniform LoRA at
+  0.5M reaches 77.0 % (q,v, r = 54) and 77.0 % (all sites, r = 12) validation accuracy
+  (``reports/recipe-sweep/rs-0.5M``), and at 41.5k ``rs-41.5k`` holds the check;
 - ``LR`` and ``EPOCHS``: the sweep's pick, lr 1e-3 for 3 epochs (mean validation accuracy of
   the two baselines 77.2 %; grid lr 5e-4 / 1e-3 / 2e-3 / 4e-3 at 2 epochs: 69.8 / 74.7 / 75.3 /
   69.4, then 3 epochs at the two best rates: 1e-3 77.2, 2e-3 74.5; seed 0 only, so a
@@ -16,7 +22,15 @@ winner and every baseline: a baseline's recipe is never tuned against the winner
 - ``WARMUP``: 6 % of the steps, linear, then linear decay to 0 (held fixed in the sweep).
 """
 
+#: The LoRA scale rule and alpha (``space/scale.py``): rank-stabilised, s = alpha / sqrt(r),
+#: with alpha = 2 sqrt(2) so that rank 2 (uniform LoRA on all sites at 83k, where the learning
+#: rate was swept) keeps the s = 2 it was swept with.
+SCALE_RULE = "rslora"
+LORA_ALPHA = 2.0 * 2.0**0.5
+
 LR = 1e-3
+#: AdaLoRA trains with LR * this factor (its own recipe; the rank schedule is in verify/adalora.py).
+ADALORA_LR_FACTOR = 1.0
 EPOCHS = 3.0
 WARMUP = 0.06
 BATCH_SIZE = 32

@@ -333,8 +333,10 @@ def _tampered(searched_run: Path, tmp_path: Path, edit: Any) -> Path:
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda d: d["allocation"]["lora"].update({next(iter(d["allocation"]["lora"])): 10**9}), "above min(d_in, d_out)"),
-    (lambda d: d.update(scaling="nan"), "'scaling' must be a finite number"),
-    (lambda d: d.update(scaling=1e300), "'scaling' must be a finite number"),
+    (lambda d: d.update(scale={"rule": "rslora", "alpha": "nan"}), "scale.alpha"),
+    (lambda d: d.update(scale={"rule": "rslora", "alpha": 1e300}), "field 'scale' must be a LoRA scale"),
+    (lambda d: d.update(scale={"rule": "cubic", "alpha": 2}), "unknown LoRA scale rule 'cubic'"),
+    (lambda d: (d.pop("scale"), d.update(scaling=1e300)), "field 'scaling' must be a LoRA scale"),
     (lambda d: d["allocation"]["lora"].update({"L99.q": 1}), "does not have"),
 ])
 def test_load_adapters_checks_a_tampered_allocation_before_allocating(

@@ -32,6 +32,7 @@ from heterosearch.export import read_allocation, write_allocation
 from heterosearch.export.loader import save_adapters
 from heterosearch.models import Site, discover_sites, sites_by_key
 from heterosearch.proxies import PROXIES, Scores, score_candidates
+from heterosearch.proxies.base import SiteState
 from heterosearch.proxies.kinds import score_kinds
 from heterosearch.space.allocation import Allocation
 from heterosearch.space.config import KIND_SECTIONS, SearchSpace
@@ -327,6 +328,19 @@ def test_every_score_is_finite(proxy: str, tiny_bert: Model, tiny_batches: Batch
     scores = score(tiny_bert(), proxy, tiny_batches)
     values = list(leaves(scores.curves[proxy])) + list(leaves(scores.kinds.get(proxy, {})))
     assert values and all(math.isfinite(v) for v in values)
+
+
+@pytest.mark.parametrize("proxy", PROXY_NAMES)
+def test_curve_is_homogeneous_of_its_declared_scale_degree(proxy: str) -> None:
+    """The scorer evaluates a curve at s = 1 and multiplies rank r's score by s(r) ** scale_degree,
+    which is exact only if curve(s) = s ** degree * curve(1) (rank-dependent s, space/scale.py)."""
+    kind = PROXIES.get(proxy)()
+    gen = torch.Generator().manual_seed(0)
+    G, A, B = (torch.randn(*shape, generator=gen, dtype=torch.float64) for shape in ((12, 10), (4, 10), (12, 4)))
+    at_one = kind.curve(SiteState(G, A, B, 1.0))
+    at_three = kind.curve(SiteState(G, A, B, 3.0))
+    assert at_one.shape == (5,)
+    torch.testing.assert_close(at_three, at_one * 3.0**kind.scale_degree)
 
 
 @pytest.mark.parametrize("proxy", PROXY_NAMES)

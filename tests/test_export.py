@@ -23,8 +23,10 @@ from heterosearch.export import (
     write_json,
     write_text,
 )
+from heterosearch.export.allocation_file import allocation_scale
 from heterosearch.models import discover_sites, sites_by_key
 from heterosearch.space.allocation import Allocation
+from heterosearch.space.scale import LoraScale
 from tests.tiny_models import tiny_batch, tiny_model
 
 ALPHA_RATIO = 2.0
@@ -52,11 +54,15 @@ def load_with_peft(config_dir: Path, family: str) -> tuple[Any, list[warnings.Wa
     return model, list(caught)
 
 
+SCALES = [LoraScale("ratio", 2.0), LoraScale("rslora", 2 * 2**0.5), LoraScale("standard", 8.0)]
+
+
+@pytest.mark.parametrize("scale", SCALES, ids=lambda s: s.rule)
 @pytest.mark.parametrize("family", sorted(ALLOCATIONS))
-def test_peft_config_roundtrip_keeps_every_rank(family: str, tmp_path: Path) -> None:
+def test_peft_config_roundtrip_keeps_every_rank(family: str, scale: LoraScale, tmp_path: Path) -> None:
     sites = sites_by_key(discover_sites(tiny_model(family)))
     alloc = Allocation(lora=ALLOCATIONS[family])
-    config = lora_config(alloc, sites, alpha_ratio=ALPHA_RATIO)
+    config = lora_config(alloc, sites, scale)
     path = save_lora_config(config, tmp_path)
     assert path == tmp_path / "adapter_config.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json"]  # no temp folder left
@@ -82,7 +88,8 @@ def test_peft_config_roundtrip_keeps_every_rank(family: str, tmp_path: Path) -> 
         if rank:
             assert module.lora_A["default"].weight.shape == (rank, site.d_in), key
             assert module.lora_B["default"].weight.shape == (site.d_out, rank), key
-            assert module.scaling["default"] == ALPHA_RATIO  # alpha = ratio * r at every rank
+            # every rule, every rank: PEFT's s equals ours (ratio via alpha_pattern, rslora via use_rslora)
+            assert module.scaling["default"] == pytest.approx(scale.at(rank)), key
         else:
             assert not hasattr(module, "lora_A"), key
 
@@ -172,19 +179,21 @@ def test_allocation_file_roundtrip(tmp_path: Path) -> None:
     sites = sites_by_key(discover_sites(tiny_model("bert")))
     alloc = Allocation(lora={"L1.ffn_out": 5, "L0.q": 4, "L0.ffn_in": 1})
     path = tmp_path / "run" / "allocation.json"
-    written = write_allocation(path, alloc, sites, ALPHA_RATIO, model="tiny-bert", task="mrpc", budget=1000, seed=3)
+    scale = LoraScale("rslora", 4.0)
+    written = write_allocation(path, alloc, sites, scale, model="tiny-bert", task="mrpc", budget=1000, seed=3)
     again, data = read_allocation(path)
     assert again == alloc
     assert data == written
     assert data["format"] == "heterosearch.allocation" and data["format_version"] == 1
     assert (data["model"], data["task"], data["budget"], data["seed"]) == ("tiny-bert", "mrpc", 1000, 3)
     assert data["params"] == alloc.params(sites) == 4 * 64 + 1 * 96 + 5 * 96
-    assert data["scaling"] == ALPHA_RATIO
+    assert data["scale"] == {"rule": "rslora", "alpha": 4.0} and allocation_scale(data) == scale
+    assert allocation_scale({"scaling": 2.0}) == LoraScale("ratio", 2.0)  # files from before the scale rule
     assert [e["site"] for e in data["elements"]] == ["L0.ffn_in", "L0.q", "L1.ffn_out"]  # by layer, then key
     assert sum(e["params"] for e in data["elements"]) == data["params"]
     row = data["elements"][2]
     assert row == {"kind": "lora", "site": "L1.ffn_out", "module": "bert.encoder.layer.1.output.dense", "layer": 1,
-                   "role": "ffn_out", "rank": 5, "alpha": 10.0, "params": 480}
+                   "role": "ffn_out", "rank": 5, "alpha": pytest.approx(4.0 * 5**0.5), "params": 480}
 
 
 def test_read_allocation_rejects(tmp_path: Path) -> None:

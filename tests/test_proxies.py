@@ -122,7 +122,7 @@ def test_curves_are_finite_nested_and_non_degenerate(family: str) -> None:
     meta = scores.meta
     assert meta["scoring_state"] == SCORING_STATE
     assert meta["batches"] == 2 and meta["examples"] == 8
-    assert meta["seed"] == 0 and meta["scaling"] == SCALING
+    assert meta["seed"] == 0 and meta["scale"] == {"rule": "ratio", "alpha": SCALING}
     assert math.isfinite(meta["mean_loss"]) and meta["mean_loss"] > 0
     assert set(meta["proxies"]) == set(ALL) and meta["proxies"]["synflow"]["source"] == "synflow"
 

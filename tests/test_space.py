@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from heterosearch import recipe
 from heterosearch.errors import UserError
 from heterosearch.space import (
     KNOWN_ROLES,
@@ -26,6 +27,7 @@ from heterosearch.space import (
 )
 from heterosearch.space.allocation import Allocation, largest_uniform_rank, uniform_allocation
 from heterosearch.space.config import KIND_SECTIONS
+from heterosearch.space.scale import LoraScale, as_scale
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -157,10 +159,11 @@ def test_every_shipped_space_loads(path: Path) -> None:
 
 def test_shipped_lora_space_values() -> None:
     space = load_space("lora")
-    assert space.name == "lora" and space.version == 1
+    assert space.name == "lora" and space.version == 2
     assert space.lora.roles == ("q", "k", "v", "o", "ffn_in", "ffn_out")
     assert space.lora.ranks == (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
-    assert space.lora.alpha_ratio == 2.0 and space.lora.scaling == 2.0
+    assert space.lora.scaling == LoraScale("rslora", 2 * 2**0.5)
+    assert space.lora.scaling.at(2) == pytest.approx(2.0)  # the rank the learning rate was swept at
     assert space.baseline.roles == ("q", "v")
     d = space.to_dict()
     assert d["kinds"]["lora"]["ranks"] == list(space.lora.ranks)
@@ -169,11 +172,11 @@ def test_shipped_lora_space_values() -> None:
 
 def test_valid_dict_loads_with_defaults() -> None:
     space = SearchSpace.from_dict(_valid())
-    assert space.lora == LoraSpace(roles=("q", "v"), ranks=(0, 2, 4), alpha_ratio=2.0)
+    assert space.lora == LoraSpace(roles=("q", "v"), ranks=(0, 2, 4), scaling=LoraScale("ratio", 2.0))
     minimal = {"name": "m", "version": 3, "kinds": {"lora": {"roles": ["v"], "ranks": [4, 0, 1]}}}
     space = SearchSpace.from_dict(minimal)
     assert space.lora.ranks == (0, 1, 4)  # sorted
-    assert space.lora.alpha_ratio == 2.0
+    assert space.lora.scaling == LoraScale(recipe.SCALE_RULE, recipe.LORA_ALPHA)  # the recipe's
     assert space.baseline.roles == ("q", "v")
     assert space.description == ""
 
@@ -262,6 +265,41 @@ def test_bad_alpha_ratio(alpha: Any) -> None:
     assert "kinds.lora.alpha_ratio: expected a" in _error(data)
 
 
+@pytest.mark.parametrize("alpha", [0, -1, "2", True, None, float("nan"), float("inf"), 10**400, 1e5])
+def test_bad_lora_alpha(alpha: Any) -> None:
+    data = _valid()
+    del data["kinds"]["lora"]["alpha_ratio"]
+    data["kinds"]["lora"]["lora_alpha"] = alpha
+    assert "kinds.lora.lora_alpha: expected a" in _error(data)
+
+
+def test_scale_keys() -> None:
+    data = _valid()
+    data["kinds"]["lora"]["lora_alpha"] = 8
+    assert "give either alpha_ratio or lora_alpha/use_rslora, not both" in _error(data)
+    del data["kinds"]["lora"]["alpha_ratio"]
+    data["kinds"]["lora"]["use_rslora"] = "yes"
+    assert "kinds.lora.use_rslora: expected true or false, got 'yes'" in _error(data)
+    data["kinds"]["lora"]["use_rslora"] = False
+    assert SearchSpace.from_dict(data).lora.scaling == LoraScale("standard", 8.0)
+    data["kinds"]["lora"]["use_rslora"] = True
+    assert SearchSpace.from_dict(data).lora.scaling == LoraScale("rslora", 8.0)
+
+
+def test_scale_rules() -> None:
+    # rslora: s = alpha / sqrt(r); standard: alpha / r; ratio: constant. alpha_at(r) * ... = s r.
+    assert LoraScale("rslora", 4.0).at(4) == 2.0 and LoraScale("rslora", 4.0).alpha_at(4) == 8.0
+    assert LoraScale("standard", 8.0).at(4) == 2.0
+    assert LoraScale("ratio", 2.0).at(1) == LoraScale("ratio", 2.0).at(64) == 2.0
+    assert as_scale(3.0) == LoraScale("ratio", 3.0) and as_scale(LoraScale("rslora", 1.0)) == LoraScale("rslora", 1.0)
+    for bad in ({"rule": "rslora"}, {"rule": "x", "alpha": 1}, {"rule": "rslora", "alpha": "1"},
+                {"rule": "rslora", "alpha": float("inf")}, [1], {"rule": "rslora", "alpha": 1, "extra": 0}):
+        with pytest.raises(ValueError):
+            LoraScale.from_dict(bad)
+    with pytest.raises(ValueError):
+        LoraScale("rslora", 1.0).at(0)
+
+
 def test_missing_and_mistyped_fields() -> None:
     for key in ("name", "version", "kinds"):
         data = _valid()
@@ -330,7 +368,7 @@ JUNK = st.recursive(
 ALLOWED = {
     "": {"name", "version", "description", "kinds", "baseline"},
     "kinds": set(KIND_SECTIONS),
-    "kinds.lora": {"roles", "ranks", "alpha_ratio"},
+    "kinds.lora": {"roles", "ranks", "alpha_ratio", "lora_alpha", "use_rslora"},
     "kinds.shortcut": {"types", "ranks"},
     "kinds.bank": {"roles", "variants", "ranks", "membership"},
     "kinds.mos": {"roles", "equivalent_ranks", "site_ranks", "shards", "private_rank"},
@@ -386,7 +424,8 @@ def test_random_dicts_never_crash(data: dict[Any, Any]) -> None:
 
 @FAST
 @given(path=st.sampled_from(["name", "version", "description", "kinds", "baseline", "kinds.lora",
-                             "kinds.lora.roles", "kinds.lora.ranks", "kinds.lora.alpha_ratio", "baseline.roles"]),
+                             "kinds.lora.roles", "kinds.lora.ranks", "kinds.lora.alpha_ratio", "kinds.lora.lora_alpha", "kinds.lora.use_rslora",
+                             "baseline.roles"]),
        value=JUNK)
 def test_random_field_values_raise_user_error_or_load(path: str, value: Any) -> None:
     data = copy.deepcopy(_valid())

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from heterosearch.adapters.lora import LoraLinear
+from heterosearch.adapters.lora import LoraLinear, LoraScale, as_scale
 from heterosearch.models.sites import Site
 from heterosearch.space.allocation import Allocation
 
@@ -30,15 +30,17 @@ def apply_allocation(
     model: nn.Module,
     sites: Iterable[Site],
     allocation: Allocation,
-    scaling: float,
+    scaling: LoraScale | float,
     seed: int = 0,
     train_head: bool = True,
 ) -> nn.Module:
     """Freeze ``model``, then wrap every site with rank > 0 in a ``LoraLinear`` (in place).
 
     The A matrices are drawn from one generator seeded with ``seed``, site by site in
-    site order, so the same allocation and seed give the same initial adapters.
+    site order, so the same allocation and seed give the same initial adapters. ``scaling``:
+    the scale rule s(r) (``space/scale.py``); a bare number is the same s at every rank.
     """
+    scale = as_scale(scaling)
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
@@ -60,7 +62,7 @@ def apply_allocation(
         if rank <= 0:
             continue
         base = model.get_submodule(site.name)
-        _set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, scaling, generator))
+        _set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, scale.at(rank), generator))
     if allocation.elements.get("shortcut"):
         spec = ADAPTER_KINDS.get("shortcut")
         spec.apply(model, ordered, [spec.element.from_dict(e) for e in allocation.elements["shortcut"]], generator)

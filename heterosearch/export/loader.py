@@ -47,10 +47,9 @@ def load_adapters(model: Any, path: str | Path, seed: int = 0) -> Any:
     to it, the trained tensors are loaded (strictly: every saved tensor must find its place).
     Returns the model, adapted in place, with only adapters and head trainable.
     """
-    import math
 
     from heterosearch.adapters import apply_allocation
-    from heterosearch.export.allocation_file import read_allocation
+    from heterosearch.export.allocation_file import allocation_scale, read_allocation
     from heterosearch.models import discover_sites
 
     path = Path(path)
@@ -58,11 +57,11 @@ def load_adapters(model: Any, path: str | Path, seed: int = 0) -> Any:
     alloc_file = path if path.is_file() else folder / "allocation.json"
     allocation, data = read_allocation(alloc_file)
     try:
-        scaling = float(data.get("scaling", 2.0))
-    except (TypeError, ValueError):
-        scaling = math.nan
-    if not (math.isfinite(scaling) and 0 < scaling <= 1e4):
-        raise UserError(f"{alloc_file}: field 'scaling' must be a finite number in (0, 1e4], got {_short(data.get('scaling'))}")
+        scaling = allocation_scale(data)
+    except (TypeError, ValueError, OverflowError) as e:
+        field = "scale" if "scale" in data else "scaling"
+        raise UserError(f"{alloc_file}: field {field!r} must be a LoRA scale (alpha a finite number in (0, 1e4]), "
+                        f"got {_short(data.get(field))}: {_short(str(e), 120)}") from None
     sites = discover_sites(model)
     _check_size(allocation, sites, model, alloc_file)  # before any adapter tensor is made
     weights = folder / WEIGHTS_FILE

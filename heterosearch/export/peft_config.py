@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.space.allocation import Allocation
+from heterosearch.space.scale import LoraScale, as_scale
 
 
 def lora_config(
     allocation: Allocation,
     sites: Mapping[str, Any],
-    alpha_ratio: float,
+    scale: LoraScale | float,
     base_model: str | None = None,
     task_type: str = "SEQ_CLS",
 ) -> Any:
-    """A ``peft.LoraConfig`` that builds exactly the LoRA adapters of ``allocation``."""
+    """A ``peft.LoraConfig`` that builds exactly the LoRA adapters of ``allocation``.
+
+    ``scale``: the scale rule; rslora maps to ``use_rslora=True`` with one ``lora_alpha``, the
+    ``ratio`` rule to one anchored ``alpha_pattern`` key per module (a bare number: ratio).
+    """
     from peft import LoraConfig
 
     if not allocation.lora:
@@ -35,12 +40,12 @@ def lora_config(
     names = {sites[k].name: r for k, r in allocation.lora.items()}
     default_r = collections.Counter(names.values()).most_common(1)[0][0]
     conv1d = any(sites[k].conv1d for k in allocation.lora)
+    patterns = {"^" + re.escape(n): r for n, r in sorted(names.items())}
     return LoraConfig(
         r=default_r,
-        lora_alpha=alpha_ratio * default_r,
         target_modules=sorted(names),
-        rank_pattern={"^" + re.escape(n): r for n, r in sorted(names.items())},
-        alpha_pattern={"^" + re.escape(n): alpha_ratio * r for n, r in sorted(names.items())},
+        rank_pattern=patterns,
+        **as_scale(scale).peft_kwargs(patterns, default_r),
         lora_dropout=0.0,
         bias="none",
         fan_in_fan_out=conv1d,

@@ -22,7 +22,9 @@ class SiteState:
        dR/dW0 of the synflow pass for data-free proxies).
     A: (r_max, d_in), B: (d_out, r_max): the scoring-only virtual adapter. Rank r uses
        A[:r] and B[:, :r], so the candidates of one site are nested.
-    scaling: alpha / r (constant over r with alpha = alpha_ratio * r).
+    scaling: s, one number for every rank of the curve. The scorer calls ``curve`` with
+    s = 1 and multiplies rank r's score by s(r) ** ``scale_degree`` (the rule of
+    ``space/scale.py`` may make s depend on r).
     """
 
     G: torch.Tensor
@@ -39,6 +41,9 @@ class Proxy:
     summary: str = ""
     # The sign fixed in advance (methods.md section 6): larger score = better candidate.
     higher_is_better: bool = True
+    # The curve is homogeneous of this degree in s: curve(s) = s ** degree * curve(1) (a
+    # contract test checks it for every registered proxy). LoRA gradients are linear in s.
+    scale_degree: int = 1
 
     def curve(self, state: SiteState) -> torch.Tensor:
         """Score at ranks 0..r_max, shape (r_max + 1,), non-decreasing is not required."""

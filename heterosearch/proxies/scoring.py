@@ -122,12 +122,13 @@ def score_candidates(
     batches: Sequence[dict[str, Any]],
     proxies: Sequence[str],
     r_max: int,
-    scaling: float,
+    scaling: Any,
     seed: int,
     keep_grads: dict[str, Any] | None = None,
 ) -> Scores:
     """Run the shared passes and compute every proxy's curves; the model is not changed.
 
+    ``scaling``: the LoRA scale rule (``space/scale.py``) or one number for every rank.
     ``keep_grads``, when given, receives the per-site G of each pass (``"data"``,
     ``"synflow"``), so the scorers of other adapter kinds reuse them without another pass.
     """
@@ -136,6 +137,11 @@ def score_candidates(
     from heterosearch.proxies import PROXIES
     from heterosearch.proxies.base import SiteState
     from heterosearch.proxies.state import SCORING_STATE, data_gradients, synflow_gradients, virtual_adapter
+    from heterosearch.space.scale import as_scale
+
+    scale = as_scale(scaling)
+    # s(r) for r = 0..r_max, shape (r_max + 1,); rank 0 scores 0 whatever its factor.
+    s_of_r = torch.tensor([1.0] + [scale.at(r) for r in range(1, r_max + 1)], dtype=torch.float64)
 
     kinds = {p: PROXIES.get(p)() for p in proxies}
     timings: dict[str, float] = {}
@@ -166,7 +172,8 @@ def score_candidates(
 
             def curve(s: Any, proxy: Any = proxy, G: dict[str, torch.Tensor] = G) -> list[float]:
                 A, B = adapters[s.key]
-                return proxy.curve(SiteState(G[s.key], A, B, scaling)).tolist()
+                c = proxy.curve(SiteState(G[s.key], A, B, 1.0))
+                return (c.double() * s_of_r ** proxy.scale_degree).tolist()
 
             per_site = dict(zip((s.key for s in sites), pool.map(curve, sites)))
             check_scores(name, per_site)
@@ -183,7 +190,7 @@ def score_candidates(
         "examples": int(sum(len(b["input_ids"]) for b in batches)),
         "mean_loss": float(np.mean(losses)) if losses else None,
         "seed": seed,
-        "scaling": scaling,
+        "scale": scale.to_dict(),
         "seconds": timings,
         "proxies": {n: {"summary": k.summary, "source": k.source} for n, k in kinds.items()},
     }

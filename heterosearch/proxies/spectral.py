@@ -17,6 +17,7 @@ from heterosearch.proxies.base import PROXIES, Proxy, SiteState, with_rank_zero
 class Spectral(Proxy):
     name = "spectral"
     summary = "sum of the top-r squared singular values of dL/dW0 (first-order gain of a rank-r step)"
+    scale_degree = 0  # G does not depend on the adapter
 
     def curve(self, state: SiteState) -> torch.Tensor:
         r_max = state.A.shape[0]

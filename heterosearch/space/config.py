@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from heterosearch import recipe
 from heterosearch.errors import UserError
+from heterosearch.space.scale import LoraScale
 
 KNOWN_ROLES = ("q", "k", "v", "qkv", "o", "ffn_gate", "ffn_in", "ffn_out")
 
@@ -53,7 +55,7 @@ class _Where:
             raise self.fail(path, f"duplicate values in {value!r}")
         return tuple(sorted(value))
 
-    def number(self, path: str, value: Any, minimum: float = 0.0, strict: bool = True) -> float:
+    def number(self, path: str, value: Any, minimum: float = 0.0, strict: bool = True, maximum: float = 1e300) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
@@ -62,6 +64,8 @@ class _Where:
             raise self.fail(path, f"expected a number {'>' if strict else '>='} {minimum}, got {value!r}")
         if value > 1e300:  # float() of a huge int overflows
             raise self.fail(path, f"expected a finite number, got {value!r}")
+        if value > maximum:
+            raise self.fail(path, f"expected a number <= {maximum:g}, got {value!r}")
         return float(value)
 
     def roles(self, path: str, value: Any) -> tuple[str, ...]:
@@ -83,23 +87,37 @@ class LoraSpace:
 
     roles: tuple[str, ...] = ("q", "k", "v", "o", "ffn_in", "ffn_out")
     ranks: tuple[int, ...] = (0, 1, 2, 4, 8, 16)
-    alpha_ratio: float = 2.0  # alpha = alpha_ratio * r, so the scale alpha / r is the same at every rank
-
-    @property
-    def scaling(self) -> float:
-        return self.alpha_ratio
+    # The scale rule s(r) (adapters/lora/scale.py); the recipe's unless the space file sets
+    # ``lora_alpha`` / ``use_rslora`` (PEFT's meaning) or ``alpha_ratio`` (alpha = k r).
+    scaling: LoraScale = field(default_factory=lambda: LoraScale(recipe.SCALE_RULE, recipe.LORA_ALPHA))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: _Where, path: str) -> LoraSpace:
-        where.check_keys(path, data, ("roles", "ranks", "alpha_ratio"), required=("roles", "ranks"))
+        where.check_keys(path, data, ("roles", "ranks", "alpha_ratio", "lora_alpha", "use_rslora"),
+                         required=("roles", "ranks"))
         ranks = where.int_list(f"{path}.ranks", data["ranks"])
         if ranks == (0,):
             raise where.fail(f"{path}.ranks", "needs at least one rank > 0")
-        return cls(
-            roles=where.roles(f"{path}.roles", data["roles"]),
-            ranks=ranks,
-            alpha_ratio=where.number(f"{path}.alpha_ratio", data.get("alpha_ratio", 2.0)),
-        )
+        if "alpha_ratio" in data and ("lora_alpha" in data or "use_rslora" in data):
+            raise where.fail(f"{path}.alpha_ratio", "give either alpha_ratio or lora_alpha/use_rslora, not both")
+        if "alpha_ratio" in data:
+            scale = LoraScale("ratio", where.number(f"{path}.alpha_ratio", data["alpha_ratio"], strict=True, maximum=1e4))
+        else:
+            rs = data.get("use_rslora", recipe.SCALE_RULE == "rslora")
+            if not isinstance(rs, bool):
+                raise where.fail(f"{path}.use_rslora", f"expected true or false, got {rs!r}")
+            alpha = where.number(f"{path}.lora_alpha", data.get("lora_alpha", recipe.LORA_ALPHA), strict=True, maximum=1e4)
+            scale = LoraScale("rslora" if rs else "standard", alpha)
+        return cls(roles=where.roles(f"{path}.roles", data["roles"]), ranks=ranks, scaling=scale)
+
+    def as_section(self) -> dict[str, Any]:
+        """The YAML section that loads back to this space (``from_dict`` keys)."""
+        out: dict[str, Any] = {"roles": list(self.roles), "ranks": list(self.ranks)}
+        if self.scaling.rule == "ratio":
+            out["alpha_ratio"] = self.scaling.alpha
+        else:
+            out.update(lora_alpha=self.scaling.alpha, use_rslora=self.scaling.rule == "rslora")
+        return out
 
 
 @dataclass(frozen=True)
@@ -248,6 +266,8 @@ class SearchSpace:
 
 
 def _plain(obj: Any) -> Any:
+    if hasattr(obj, "as_section"):
+        return obj.as_section()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (tuple, list)):

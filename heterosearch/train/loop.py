@@ -2,8 +2,8 @@
 
 ``TrainConfig`` holds the recipe; the run's recipe (``RunConfig``) was chosen by the sweep in
 ``benchmarks/recipe_sweep.py`` on the validation split (reports/README.md): AdamW, batch 32,
-max length 128, alpha = 2r, 6 % linear warm-up then linear decay to 0. Winner and baselines train with
-the same seed, so they see the same data order, schedule and head initialisation.
+max length 128, LoRA scale s = 2 sqrt(2) / sqrt(r), 6 % linear warm-up then linear decay to 0.
+Winner and baselines train with the same seed, so they see the same data order, schedule and head initialisation.
 
 With ``checkpoint=PATH`` the loop saves every ``checkpoint_every`` steps the trainable
 tensors (adapters + head), optimizer, scheduler, step and RNG state, atomically, and a

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from heterosearch.progress import track
+from heterosearch.space.scale import as_scale
 from heterosearch.tasks.batching import Encoded, collate
 from heterosearch.train.loop import batch_stream, make_optimizer
 
@@ -72,7 +73,7 @@ def train_adalora(
     sites: Sequence[Any],
     target_r: int,
     init_r: int,
-    scaling: float,
+    scaling: Any,
     train: Encoded,
     evals: Mapping[str, Encoded],
     spec: Any,
@@ -93,7 +94,8 @@ def train_adalora(
         target_modules=[s.name for s in sites],
         init_r=init_r,
         target_r=target_r,
-        lora_alpha=scaling * init_r,  # PEFT scales by lora_alpha / init_r: the same alpha / r as our LoRA
+        # PEFT scales by lora_alpha / (current rank): at init_r, the s our LoRA has at init_r.
+        lora_alpha=as_scale(scaling).alpha_at(init_r),
         lora_dropout=0.0,
         **sched,
     )

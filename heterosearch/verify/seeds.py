@@ -269,8 +269,12 @@ def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str,
     factory = model_factory(run, seed)
     label = f"{plan.method} s{seed}"
     if plan.method == "adalora":
+        from heterosearch import recipe
         from heterosearch.verify.adalora import train_adalora
 
+        # AdaLoRA's own recipe: its adapters start as P diag(E) Q with E = 0 and its rank
+        # schedule prunes mid-training, so it needs a larger step than LoRA (recipe.py).
+        cfg = replace(cfg, lr=cfg.lr * recipe.ADALORA_LR_FACTOR)
         res = train_adalora(
             factory, run.tokenizer, run.sites, plan.details["target_r"], plan.details["init_r"], run.space.lora.scaling,
             run.encoded["train"], evals, run.spec, cfg, label=label,
@@ -283,6 +287,7 @@ def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str,
             "init_r": res.init_r,
             "final_ranks": res.final_ranks,
             "adalora_schedule": res.schedule,
+            "lr": cfg.lr,
             "head_params": res.head_params,
             "splits": res.metrics,
             "eval_loss": res.eval_loss,

@@ -29,7 +29,7 @@ from heterosearch.adapters.kinds import shared_store
 from heterosearch.models.sites import Site
 
 PREFIX = "hs_bank_"
-SCALING = 2.0  # s = alpha / r with alpha = 2 r, as heterosearch's LoRA
+SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
 
 
 def _kaiming_A(rank: int, d_in: int, like: torch.Tensor, generator: torch.Generator | None) -> nn.Parameter:

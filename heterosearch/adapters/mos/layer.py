@@ -32,7 +32,7 @@ from heterosearch.adapters.mos.config import MosElement, member_sites
 from heterosearch.models.sites import Site
 
 PREFIX = "hs_mos_"
-SCALING = 2.0  # s = alpha / r with alpha = 2 r, as heterosearch's LoRA
+SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
 
 
 class MosPool(nn.Module):

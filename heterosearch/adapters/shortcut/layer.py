@@ -6,7 +6,8 @@ points are those of ``blocks.PLANS``. A is Kaiming-uniform (as LoRA) and B is ze
 adapted model is exactly the base model at init; HeteroLoRA's code instead re-applies a
 LayerNorm after every cross-layer add, which changes the model even with every shortcut off.
 
-Scaling: s = alpha / r with alpha = 2 r by default (s = 2), as heterosearch's LoRA and banks;
+Scaling: s = alpha / r with alpha = 2 r by default (s = 2), as banks and pools (per-site LoRA
+uses the rank-stabilised rule of space/scale.py, which equals s = 2 at rank 2);
 HeteroLoRA's code uses alpha_s = 4 (s = 4 / r): pass ``alpha=4`` to reproduce it.
 
 The tensors live in ``shared_store(model)["shortcut"]`` (a ``ShortcutStore``), one

@@ -285,7 +285,8 @@ ALLOCATION_FILE = FileSchema(
         {"allocation": ALLOCATION},
         {
             "format_version": COUNT,
-            "scaling": Num(what="a finite number (the LoRA scaling alpha/r)"),
+            "scaling": Num(what="a finite number (the LoRA scaling alpha/r)"),  # files before the scale rule
+            "scale": Obj({"rule": Str(), "alpha": Num()}, closed=True, what="a LoRA scale rule {rule, alpha}"),
             "budget": Opt(COUNT),
             "params": COUNT,
             "elements": ListOf(MapOf(AnyValue())),
