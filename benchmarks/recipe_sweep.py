@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default="uniform_qv,uniform_all")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--scale", default="ratio:2",
+    ap.add_argument("--scale", default="rs:2.8284",  # the recipe's (recipe.py); ratio:2 made sweep-mrpc.json
                     help="LoRA scale rule: 'ratio:K' (alpha = K r, s = K at every rank) or 'rs:C' "
                          "(rank-stabilised, alpha = C sqrt(r), s = C / sqrt(r))")
     ap.add_argument("--out", default="reports/recipe-sweep")
