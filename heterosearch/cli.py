@@ -6,27 +6,24 @@ Heavy libraries are imported inside the commands, so ``--help`` is instant. Bad 
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
 
 from heterosearch import recipe
 from heterosearch.errors import UserError
+from heterosearch.options import OneLineErrors, check_float, check_int, check_seed, user_errors
 
 app = typer.Typer(
+    cls=OneLineErrors,  # click's usage errors become one line too (options.py)
     name="heterosearch",
     help="Search where LoRA's trainable parameters go under a hard parameter budget, and prove it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def _show_version(value: bool) -> None:
     if value:
@@ -43,6 +40,26 @@ def _main(
     """Search where LoRA's trainable parameters go under a hard parameter budget, and prove it."""
 
 
+MAX_SEEDS = 1000  # seeds per method: far beyond what a paired comparison needs
+MAX_TRIALS = 10**6
+
+
+def _check_common(
+    trials: Optional[int] = None, score_batches: Optional[int] = None, max_train_steps: Optional[int] = None,
+    seed: Optional[int] = None, split_seed: Optional[int] = None, train_epochs: Optional[float] = None,
+    batch_size: Optional[int] = None, max_length: Optional[int] = None,
+) -> None:
+    """The numeric options several commands share, checked before any work (None = not given)."""
+    check_int("--trials", trials, 1, MAX_TRIALS)
+    check_int("--score-batches", score_batches, 1, 100_000)
+    check_int("--max-train-steps", max_train_steps, 1, 10**9)
+    check_seed("--seed", seed)
+    check_seed("--split-seed", split_seed)
+    check_float("--train-epochs", train_epochs, 0.0, 1000.0)
+    check_int("--batch-size", batch_size, 1, 4096)  # one batch of 4096 x 512 tokens is already tens of GB
+    check_int("--max-length", max_length, 1, 65_536)
+
+
 def _budget(value: Optional[str]) -> Optional[int]:
     """Parse --budget; a bad value is a UserError, so it gets the one-line `error:` treatment.
 
@@ -53,27 +70,6 @@ def _budget(value: Optional[str]) -> Optional[int]:
     from heterosearch.space.budget import parse_budget
 
     return parse_budget(value)
-
-
-def user_errors(fn: F) -> F:
-    """Turn UserError into `error: <one line>` and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            typer.echo("error: " + " ".join(str(exc).split()), err=True)  # one line, whatever the library said
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished work is kept in the run folder; rerun with --resume to continue", err=True)
-            raise typer.Exit(130) from None
-        finally:
-            from heterosearch.run_folder import release_all
-
-            release_all()  # the command is over: its run folders are free for the next writer
-
-    return wrapper  # type: ignore[return-value]
 
 
 BudgetOpt = Annotated[Optional[str], typer.Option("--budget", "-b", help="Adapter-parameter budget: 500000, 500k, 0.5M, 1.2e6.")]
@@ -180,6 +176,8 @@ def run(
     b = _budget(budget)
     if b is None:
         raise UserError("missing --budget (e.g. --budget 0.5M)")
+    _check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
+                  train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length,
@@ -205,6 +203,7 @@ def score(
 
     Example: heterosearch score --task mrpc --out runs/demo
     """
+    _check_common(seed=seed, score_batches=score_batches)
     from heterosearch.pipeline import Run, RunConfig, stage_score
 
     cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches)
@@ -226,6 +225,7 @@ def search(
 
     Example: heterosearch search runs/demo --budget 0.5M --trials 200
     """
+    _check_common(trials=trials)
     from heterosearch.pipeline import Run, stage_score, stage_search
 
     r = Run.reopen(run_dir, budget=_budget(budget), proxy=proxy, trials=trials, storage=storage)
@@ -263,6 +263,7 @@ def train(
 
     Example: heterosearch train runs/demo --train-epochs 1
     """
+    _check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
     from heterosearch.pipeline import Run, check_exported, load_winner, stage_score, stage_verify, write_results
 
     r = Run.reopen(run_dir, train_epochs=train_epochs, max_train_steps=max_train_steps)
@@ -288,6 +289,10 @@ def worker(
 
     Example: heterosearch worker --storage postgresql://hs:secret@db:5432/hs --study mrpc-lora-500000-spectral-s0
     """
+    check_int("--trials", trials, 1, MAX_TRIALS)
+    check_seed("--seed", seed)
+    check_float("--wait", wait, 0.0, 10**7, low_open=False)
+    check_int("--heartbeat", heartbeat, 1, 86_400)
     from heterosearch.search.worker import run_worker
 
     res = run_worker(storage, study_name=study, n_trials=trials, seed=seed, wait=wait, heartbeat=heartbeat)
@@ -352,6 +357,8 @@ def verify(
     Finished (method, seed) pairs are kept: rerun with more --seeds to add seeds.
     Example: heterosearch verify runs/demo --seeds 5
     """
+    check_int("--seeds", seeds, 1, MAX_SEEDS)
+    _check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
     from heterosearch.report.render import render_run_report
     from heterosearch.verify import verify_run
 
@@ -400,7 +407,12 @@ def rank_report_cmd(
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--seeds takes two integers like 0,1, got {seeds!r}") from None
+        raise UserError(f"--seeds takes two integers like 0,1, got {seeds!r}"[:200]) from None
+    for s in seed_list:
+        check_seed("--seeds", s)
+    check_int("--samples", samples, 4, 100_000)
+    check_int("--steps", steps, 0, 10**9)
+    _check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
                       train_epochs=train_epochs)
@@ -446,7 +458,10 @@ def frontier_cmd(
     try:
         counts = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--seeds takes a count (5) or one count per budget (5,3,3), got {seeds!r}") from None
+        raise UserError(f"--seeds takes a count (5) or one count per budget (5,3,3), got {seeds!r}"[:200]) from None
+    for n in counts:
+        check_int("--seeds", n, 1, MAX_SEEDS)
+    _check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
     folder = out or f"runs/frontier-{task}-{Path(space).stem}-{proxy}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,

@@ -340,9 +340,13 @@ class Run:
         """``train`` (fit), ``val`` (selection) and ``test`` (the GLUE dev file: report only)."""
         from heterosearch.tasks.batching import encode
 
+        # Never longer than the model's position table (longer inputs would index past it):
+        # truncate there, as a tokenizer's model_max_length would.
+        limit = getattr(self._meta_model().config, "max_position_embeddings", None)
+        length = min(self.cfg.max_length, limit) if isinstance(limit, int) and limit > 0 else self.cfg.max_length
         regression = self.spec.num_labels == 1
         parts = {"train": self.carved.train, "val": self.carved.val, "test": self.data.dev}
-        return {name: encode(self.tokenizer, p.texts, p.labels, regression, self.cfg.max_length) for name, p in parts.items()}
+        return {name: encode(self.tokenizer, p.texts, p.labels, regression, length) for name, p in parts.items()}
 
     # -- budget -------------------------------------------------------------------------
     def baseline_roles(self) -> tuple[str, ...]:
