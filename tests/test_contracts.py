@@ -2,8 +2,8 @@
 
 Why: the kind (and the proxy) is the unit of extension. The parameters below are read from the
 registries at collection time, so a new kind or proxy is held to every contract the moment it
-registers (Optuna runs one suite over all its samplers the same way). A registered kind without an
-example allocation here fails loudly instead of going untested.
+registers (Optuna runs one suite over all its samplers the same way). A registered kind without
+example allocations (its ``examples.py``) fails loudly instead of going untested.
 
 Everything runs on a tiny random BERT (hidden 32, 2 layers, 4 heads, FFN 64; tests/conftest.py).
 """
@@ -25,7 +25,6 @@ import heterosearch
 from heterosearch.adapters import adapter_state_dict, apply_allocation, count_adapter_params, head_parameters
 from heterosearch.adapters.bank import VARIANTS, BankElement
 from heterosearch.adapters.kinds import ADAPTER_KINDS, shared_store
-from heterosearch.adapters.lora import LoraElement
 from heterosearch.adapters.mos import MosElement
 from heterosearch.adapters.shortcut import ShortcutElement, candidates
 from heterosearch.export import read_allocation, write_allocation
@@ -64,36 +63,29 @@ class Case:
         return Allocation.from_elements({self.kind: self.elements})
 
 
-# Example allocations, per kind. A new kind adds its cases here (its contract tests fail until it does).
-# Bank variants sit on non-square roles where A and B differ in shape, so a transposed shared tensor shows.
-_BANK = {  # variant: (role, rank)
-    "share_a": ("ffn_in", 2), "share_b": ("ffn_out", 2), "share_ab": ("v", 2), "tl5": ("q", 3), "tl6": ("ffn_in", 2),
-}
-EXAMPLES: dict[str, list[Case]] = {
-    LORA: [Case(LORA, "lora", elements=(
-        LoraElement("L0.q", 2), LoraElement("L0.ffn_in", 3), LoraElement("L1.v", 1), LoraElement("L1.ffn_out", 4),
-    ))],
-    "bank": [Case("bank", f"bank-{v}", elements=(BankElement(_BANK[v][0], (0, 1), _BANK[v][1], v),)) for v in VARIANTS],
-    "mos": [
-        Case("mos", "mos", elements=(
-            MosElement("v", r_e=2, shards=2, r_p=1, ranks={0: 3, 1: 2}),
-            MosElement("ffn_in", r_e=1, shards=4, r_p=0, ranks={0: 2, 1: 1}),
-        )),
-    ],
-    "shortcut": [
-        Case("shortcut", "shortcut", elements=tuple(
-            ShortcutElement(layer, ctype, 1 + i % 2) for i, (layer, ctype) in enumerate(candidates(2))
-        )),
-    ],
-}
+def _examples() -> tuple[dict[str, list[Case]], dict[str, dict[str, Any]]]:
+    """Each registered kind's example allocations and space section, from its ``examples.py``.
 
-# The search-space section of each kind that the proxy contracts score (space/config.py KIND_SECTIONS).
-SPACE_SECTIONS: dict[str, dict[str, Any]] = {
-    LORA: {"roles": ["q", "k", "v", "o", "ffn_in", "ffn_out"], "ranks": [0, 1, 2, 4]},
-    "shortcut": {"ranks": [1, 2]},
-    "bank": {"roles": ["v", "ffn_in"], "ranks": [1, 2], "membership": ["all"]},
-    "mos": {"roles": ["v", "ffn_in"], "equivalent_ranks": [1, 2], "site_ranks": [1, 2], "shards": 2, "private_rank": 1},
-}
+    A new kind adds ``adapters/<kind>/examples.py`` (its contract tests fail until it does).
+    """
+    cases: dict[str, list[Case]] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        spec = ADAPTER_KINDS.get(kind)
+        try:
+            module = spec.module("examples")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{spec.package}.examples":
+                raise
+            continue
+        cases[kind] = [Case(kind, name, tuple(elements)) for name, elements in module.CASES.items()]
+        sections[kind] = module.SPACE_SECTION
+    return cases, sections
+
+
+# Example allocations per kind, and the search-space section of each kind that the proxy
+# contracts score (space/config.py KIND_SECTIONS).
+EXAMPLES, SPACE_SECTIONS = _examples()
 
 
 def _kind_cases() -> list[Any]:
