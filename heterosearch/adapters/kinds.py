@@ -1,6 +1,6 @@
 """The adapter-kind registry: each kind is one package, ``adapters/<kind>/``, registered once.
 
-A kind package holds everything about the kind (README "Adding an adapter kind"):
+A kind package holds everything about the kind (README "Search spaces and adapter kinds"):
 
 - ``config.py`` (torch-free): the element dataclass (one chosen element of an allocation,
   JSON round-trippable, with its exact parameter count ``params(sites)`` and its report lines),
@@ -9,6 +9,8 @@ A kind package holds everything about the kind (README "Adding an adapter kind")
 - ``options.py`` (torch-free): its candidates for the search, as option groups whose options
   carry elements (``search/options.py``);
 - ``scoring.py``: its proxy scores and the table ``UNDEFINED`` of proxies undefined for it;
+- ``examples.py``: example allocations and a space section for the contract suite
+  (``tests/test_contracts.py`` reads them from every registered kind);
 - ``__init__.py``: one ``register_kind(AdapterKind(...))``, importing only torch-free modules
   (layer and scoring are imported on first use, so ``heterosearch --help`` needs no torch).
 

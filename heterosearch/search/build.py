@@ -47,8 +47,8 @@ def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, bud
                 f"use --proxy spectral or a space without {name}"
             )
     site_map = {s.key: s for s in sites}
-    by_shape: dict[str, list[tuple[Group, list[float]]]] = {"site": [], "free": [], "role": []}
-    roles_of: dict[str, Group] = {}
+    # (option group, problem group, raw values) per shape, kinds in apply order
+    by_shape: dict[str, list[tuple[OptionGroup, Group, list[float]]]] = {"site": [], "free": [], "role": []}
     for kind in kinds:
         options = kind.module("options")
         for og in options.groups(space.kinds[kind.name], sites):
@@ -57,23 +57,21 @@ def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, bud
                 continue  # nothing scored (a role without banks): no such alternative
             kept = [o for o in og.options if o.label in vals]
             g = Group(og.key, [o.label for o in kept], [], [count_params(o.elements, site_map) for o in kept])
-            by_shape[og.shape].append((g, [vals[o.label] for o in kept]))
-            roles_of[g.key] = og  # type: ignore[assignment]
-    raw = by_shape["site"] + by_shape["free"]
-    site_groups: dict[str, list[Group]] = {}
-    for g, _ in by_shape["site"]:
-        site_groups.setdefault(roles_of[g.key].role, []).append(g)  # type: ignore[attr-defined]
-    independent = [g for g, _ in by_shape["free"]]
+            by_shape[og.shape].append((og, g, [vals[o.label] for o in kept]))
+    raw = [(g, v) for _, g, v in by_shape["site"] + by_shape["free"]]
+    site_groups: dict[str | None, list[Group]] = {}
+    for og, g, _ in by_shape["site"]:
+        site_groups.setdefault(og.role, []).append(g)
+    independent = [g for _, g, _ in by_shape["free"]]
     roles: list[RoleBlock] = []
     for role, groups in site_groups.items():
         alts: dict[str, Group] = {}
-        for g, v in by_shape["role"]:
-            og = roles_of[g.key]
-            if og.role == role:  # type: ignore[attr-defined]
+        for og, g, v in by_shape["role"]:
+            if og.role == role:
                 raw.append((g, v))
-                alts[og.kind] = g  # type: ignore[attr-defined]
+                alts[og.kind] = g
         if alts:
-            roles.append(RoleBlock(role, groups, alts))
+            roles.append(RoleBlock(str(role), groups, alts))
         else:
             independent[:0] = groups
     # Normalise by the best single option, so objectives read alike across proxies and spaces.
@@ -99,9 +97,8 @@ def decode(choice: dict[str, Any], space: Any, sites: Sequence[Any]) -> Allocati
         g = groups.get(key)
         if g is None:
             continue
-        if g.shape == "site" and modes.get(g.role, g.kind) != g.kind:  # type: ignore[arg-type]
-            continue
-        if g.shape == "role" and modes.get(g.role) != g.kind:  # type: ignore[arg-type]
+        mode = modes.get(g.role or "", g.kind if g.shape == "site" else None)
+        if g.shape != "free" and mode != g.kind:
             continue
         elements = g.option(value).elements
         if elements:
