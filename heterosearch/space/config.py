@@ -2,7 +2,9 @@
 
 A space file names itself (``name:``), carries a ``version:`` that is stamped into every
 result, and lists one section per adapter kind under ``kinds:``. Every key is checked:
-an unknown key or a bad value raises ``UserError`` naming the file and the field.
+an unknown key or a bad value raises ``UserError`` naming the file and the field. Each
+kind's section class comes from the kind itself (``adapters/<kind>/config.py``), through the
+section registry ``space.kinds.SECTIONS``; this module names no kind.
 """
 
 from __future__ import annotations
