@@ -10,6 +10,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# The adapter kinds register themselves on import (torch-free: their layers load on first use),
+# so the space and allocation registries (space/kinds.py) are full whatever module is imported first.
+import heterosearch.adapters  # noqa: E402, F401
+
 __all__ = ["__version__", "load_adapters"]
 
 

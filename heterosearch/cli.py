@@ -317,7 +317,6 @@ def ls() -> None:
     from heterosearch.adapters.kinds import ADAPTER_KINDS
 
     typer.echo("adapter kinds:")
-    typer.echo("  lora       per-site LoRA, one rank per site (prefix hs_lora_)")
     for name, kind in ADAPTER_KINDS.items():
         typer.echo(f"  {name:<10} {kind.summary} (prefix {kind.prefix})")
     typer.echo("proxies:")

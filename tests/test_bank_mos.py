@@ -10,11 +10,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from heterosearch.adapters import count_adapter_params
-from heterosearch.adapters.bank import VARIANTS, BankElement, BankLinear, bank_spectral
+from heterosearch.adapters.bank import VARIANTS, BankElement, BankLinear, bank_params, bank_spectral
 from heterosearch.adapters.kinds import ADAPTER_KINDS, shared_store
-from heterosearch.adapters.mos import MosElement, MosLinear, mos_spectral
+from heterosearch.adapters.mos import MosElement, MosLinear, mos_params, mos_spectral
 from heterosearch.models import discover_sites
-from heterosearch.space.budget import bank_params, mos_params
 from tests.tiny_models import tiny_batch, tiny_model
 
 # Tiny models: one thread is ~100x faster than OpenMP spinning on a shared, loaded 2-core box.

@@ -2,8 +2,8 @@
 
 Why: the kind (and the proxy) is the unit of extension. The parameters below are read from the
 registries at collection time, so a new kind or proxy is held to every contract the moment it
-registers (Optuna runs one suite over all its samplers the same way). A registered kind without an
-example allocation here fails loudly instead of going untested.
+registers (Optuna runs one suite over all its samplers the same way). A registered kind without
+example allocations (its ``examples.py``) fails loudly instead of going untested.
 
 Everything runs on a tiny random BERT (hidden 32, 2 layers, 4 heads, FFN 64; tests/conftest.py).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ import heterosearch
 from heterosearch.adapters import adapter_state_dict, apply_allocation, count_adapter_params, head_parameters
 from heterosearch.adapters.bank import VARIANTS, BankElement
 from heterosearch.adapters.kinds import ADAPTER_KINDS, shared_store
-from heterosearch.adapters.lora import PREFIX as LORA_PREFIX
 from heterosearch.adapters.mos import MosElement
 from heterosearch.adapters.shortcut import ShortcutElement, candidates
 from heterosearch.export import read_allocation, write_allocation
@@ -44,8 +43,8 @@ Batches = list[dict[str, torch.Tensor]]
 
 SCALING = 2.0
 ADAPTER_PREFIX = "hs_"
-# Per-site LoRA is not in ADAPTER_KINDS yet (it is the Allocation.lora section, applied by
-# apply_allocation itself), so it is listed by hand; once lora joins the registry, drop it here.
+# Per-site LoRA is a registered kind like the others; it is listed first because the proxy
+# contracts read its scores from Scores.curves (every other kind's from Scores.kinds).
 LORA = "lora"
 KINDS: list[str] = [LORA, *(k for k in ADAPTER_KINDS.names() if k != LORA)]
 PROXY_NAMES: list[str] = PROXIES.names()
@@ -57,43 +56,36 @@ class Case:
 
     kind: str
     name: str
-    lora: dict[str, int] = field(default_factory=dict)
     elements: tuple[Any, ...] = ()  # instances of ADAPTER_KINDS.get(kind).element
 
     def allocation(self) -> Allocation:
-        """The case as the pipeline stores it (element dicts, as ``to_dict`` writes them)."""
-        elements = {self.kind: [e.to_dict() for e in self.elements]} if self.elements else {}
-        return Allocation(lora=dict(self.lora), elements=elements)
+        """The case as the pipeline stores it (LoRA as {site: rank}, other kinds as element dicts)."""
+        return Allocation.from_elements({self.kind: self.elements})
 
 
-# Example allocations, per kind. A new kind adds its cases here (its contract tests fail until it does).
-# Bank variants sit on non-square roles where A and B differ in shape, so a transposed shared tensor shows.
-_BANK = {  # variant: (role, rank)
-    "share_a": ("ffn_in", 2), "share_b": ("ffn_out", 2), "share_ab": ("v", 2), "tl5": ("q", 3), "tl6": ("ffn_in", 2),
-}
-EXAMPLES: dict[str, list[Case]] = {
-    LORA: [Case(LORA, "lora", lora={"L0.q": 2, "L0.ffn_in": 3, "L1.v": 1, "L1.ffn_out": 4})],
-    "bank": [Case("bank", f"bank-{v}", elements=(BankElement(_BANK[v][0], (0, 1), _BANK[v][1], v),)) for v in VARIANTS],
-    "mos": [
-        Case("mos", "mos", elements=(
-            MosElement("v", r_e=2, shards=2, r_p=1, ranks={0: 3, 1: 2}),
-            MosElement("ffn_in", r_e=1, shards=4, r_p=0, ranks={0: 2, 1: 1}),
-        )),
-    ],
-    "shortcut": [
-        Case("shortcut", "shortcut", elements=tuple(
-            ShortcutElement(layer, ctype, 1 + i % 2) for i, (layer, ctype) in enumerate(candidates(2))
-        )),
-    ],
-}
+def _examples() -> tuple[dict[str, list[Case]], dict[str, dict[str, Any]]]:
+    """Each registered kind's example allocations and space section, from its ``examples.py``.
 
-# The search-space section of each kind that the proxy contracts score (space/config.py KIND_SECTIONS).
-SPACE_SECTIONS: dict[str, dict[str, Any]] = {
-    LORA: {"roles": ["q", "k", "v", "o", "ffn_in", "ffn_out"], "ranks": [0, 1, 2, 4]},
-    "shortcut": {"ranks": [1, 2]},
-    "bank": {"roles": ["v", "ffn_in"], "ranks": [1, 2], "membership": ["all"]},
-    "mos": {"roles": ["v", "ffn_in"], "equivalent_ranks": [1, 2], "site_ranks": [1, 2], "shards": 2, "private_rank": 1},
-}
+    A new kind adds ``adapters/<kind>/examples.py`` (its contract tests fail until it does).
+    """
+    cases: dict[str, list[Case]] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        spec = ADAPTER_KINDS.get(kind)
+        try:
+            module = spec.module("examples")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{spec.package}.examples":
+                raise
+            continue
+        cases[kind] = [Case(kind, name, tuple(elements)) for name, elements in module.CASES.items()]
+        sections[kind] = module.SPACE_SECTION
+    return cases, sections
+
+
+# Example allocations per kind, and the search-space section of each kind that the proxy
+# contracts score (space/config.py KIND_SECTIONS).
+EXAMPLES, SPACE_SECTIONS = _examples()
 
 
 def _kind_cases() -> list[Any]:
@@ -118,7 +110,7 @@ def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def build(case: Case, make: Model, seed: int = 0) -> tuple[nn.Module, list[Site], Allocation]:
     """The tiny BERT with ``case`` applied the way the pipeline does it (``apply_allocation``)."""
-    if not case.lora and not case.elements:
+    if not case.elements:
         pytest.fail(f"adapter kind {case.kind!r} is registered but tests/test_contracts.py has no EXAMPLES entry")
     model = make()
     sites = discover_sites(model)
@@ -161,8 +153,8 @@ def perturb(model: nn.Module, seed: int = 0) -> None:
 
 
 def kind_prefix(kind: str) -> str:
-    """The kind's own ``hs_<kind>_`` prefix (lora's comes from its package until it is registered)."""
-    return LORA_PREFIX if kind == LORA else ADAPTER_KINDS.get(kind).prefix
+    """The kind's own ``hs_<kind>_`` prefix, from the registry."""
+    return ADAPTER_KINDS.get(kind).prefix
 
 
 # ---------------------------------------------------------------- coverage of the registries
@@ -196,8 +188,8 @@ def test_counted_params_equal_trainable_adapter_params(case: Case, tiny_bert: Mo
     model, sites, alloc = build(case, tiny_bert)
     counted = alloc.params(sites_by_key(sites))  # the budget's formula (space/allocation.py)
     assert counted > 0
-    if case.kind != LORA:  # the kind's own count (registry) agrees with the allocation's
-        assert ADAPTER_KINDS.get(case.kind).params(sites, list(case.elements)) == counted
+    # the kind's own count (registry) agrees with the allocation's: one counting path for every kind, LoRA too
+    assert ADAPTER_KINDS.get(case.kind).params(sites, list(case.elements)) == counted
     assert count_adapter_params(model) == counted
     trainable = trainable_adapters(model)
     assert sum(p.numel() for p in trainable.values()) == counted
@@ -250,7 +242,6 @@ def test_elements_round_trip_through_json(case: Case, tiny_bert: Model, tmp_path
     for element in case.elements:
         assert type(element) is ADAPTER_KINDS.get(case.kind).element
         assert type(element).from_dict(json.loads(json.dumps(element.to_dict()))) == element
-    # LoRA has no element class yet: its elements are the allocation's {site: rank} section.
     assert Allocation.from_dict(json.loads(json.dumps(alloc.to_dict()))) == alloc
     write_allocation(tmp_path / "allocation.json", alloc, sites_by_key(sites), SCALING)
     assert read_allocation(tmp_path / "allocation.json")[0] == alloc

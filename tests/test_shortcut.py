@@ -18,11 +18,11 @@ from heterosearch.adapters.shortcut import (
     candidates,
     remove_shortcuts,
     shortcut_count,
+    shortcut_params,
     shortcut_gradients,
     shortcut_store,
 )
 from heterosearch.models import discover_sites
-from heterosearch.space.budget import shortcut_params
 from tests.tiny_models import tiny_batch, tiny_model
 
 FAMILIES = ("bert", "opt", "llama")

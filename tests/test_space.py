@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heterosearch import recipe
+from heterosearch.adapters.lora import LoraSpace
 from heterosearch.errors import UserError
 from heterosearch.space import (
     KNOWN_ROLES,
-    LoraSpace,
     SearchSpace,
     available_spaces,
     format_params,

@@ -11,19 +11,14 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from heterosearch.adapters.lora import LoraLinear, LoraScale, as_scale
+from heterosearch.adapters.kinds import ADAPTER_KINDS, in_apply_order
 from heterosearch.models.sites import Site
 from heterosearch.space.allocation import Allocation
+from heterosearch.space.scale import LoraScale, as_scale
 
 ADAPTER_PREFIX = "hs_"
 # Task heads that PEFT's SEQ_CLS task type also trains (its modules_to_save).
 HEAD_NAMES = ("classifier", "pre_classifier", "score")
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def apply_allocation(
@@ -34,41 +29,26 @@ def apply_allocation(
     seed: int = 0,
     train_head: bool = True,
 ) -> nn.Module:
-    """Freeze ``model``, then wrap every site with rank > 0 in a ``LoraLinear`` (in place).
+    """Freeze ``model``, then instantiate every kind's elements of ``allocation`` (in place).
 
-    The A matrices are drawn from one generator seeded with ``seed``, site by site in
-    site order, so the same allocation and seed give the same initial adapters. ``scaling``:
-    the scale rule s(r) (``space/scale.py``); a bare number is the same s at every rank.
+    Kinds apply in their ``apply_order`` (banks and pools wrap the frozen sites, then per-site
+    LoRA wraps whatever is there, then shortcuts hook whole blocks), all drawing from one
+    generator seeded with ``seed``, each in its own documented order over the sites in site
+    order, so the same allocation and seed give the same initial adapters. ``scaling``: the
+    per-site LoRA scale rule s(r) (``space/scale.py``); a bare number is the same s at every rank.
     """
     scale = as_scale(scaling)
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
-    site_map = {s.key: s for s in sites}
-    unknown = set(allocation.lora) - set(site_map)
-    if unknown:
-        raise ValueError(f"allocation names sites the model does not have: {sorted(unknown)}")
-    # Banks and pools first (they wrap the frozen sites), then per-site LoRA (wraps whatever
-    # is there), then shortcuts (hooks on block modules). Each kind draws from one generator.
-    from heterosearch.adapters.kinds import ADAPTER_KINDS
-
-    ordered = sorted(site_map.values())
-    for kind in ("bank", "mos"):
-        if allocation.elements.get(kind):
-            spec = ADAPTER_KINDS.get(kind)
-            spec.apply(model, ordered, [spec.element.from_dict(e) for e in allocation.elements[kind]], generator)
-    for site in ordered:
-        rank = allocation.lora.get(site.key, 0)
-        if rank <= 0:
-            continue
-        base = model.get_submodule(site.name)
-        _set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, scale.at(rank), generator))
-    if allocation.elements.get("shortcut"):
-        spec = ADAPTER_KINDS.get("shortcut")
-        spec.apply(model, ordered, [spec.element.from_dict(e) for e in allocation.elements["shortcut"]], generator)
-    unknown_kinds = set(allocation.elements) - {"bank", "mos", "shortcut"}
+    ordered = sorted({s.key: s for s in sites}.values())
+    unknown_kinds = set(allocation.elements) - set(ADAPTER_KINDS.names())
     if unknown_kinds:
         raise ValueError(f"allocation has elements of unknown kinds {sorted(unknown_kinds)}")
+    items = allocation.element_dicts()
+    for kind in in_apply_order():
+        if items.get(kind.name):
+            kind.apply(model, ordered, kind.from_dicts(items[kind.name]), generator, scale=scale)
     if train_head:
         for p in head_parameters(model).values():
             p.requires_grad_(True)

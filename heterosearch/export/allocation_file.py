@@ -16,7 +16,6 @@ from typing import Any
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.space.allocation import Allocation, element_params
-from heterosearch.space.budget import lora_params
 from heterosearch.space.scale import LoraScale, as_scale
 
 FORMAT = "heterosearch.allocation"
@@ -37,7 +36,7 @@ def allocation_elements(allocation: Allocation, sites: Mapping[str, Any], scale:
                 "role": s.role,
                 "rank": rank,
                 "alpha": scale.alpha_at(rank),
-                "params": lora_params(s.d_in, s.d_out, rank),
+                "params": element_params("lora", {"site": key, "rank": rank}, sites),
             }
         )
     for kind, items in sorted(allocation.elements.items()):

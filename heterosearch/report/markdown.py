@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from heterosearch.space.allocation import Allocation
+from heterosearch.space.kinds import SECTIONS
+
 
 def _pct(x: Any) -> str:
     return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "-"
@@ -31,19 +34,14 @@ def allocation_table(results: dict[str, Any]) -> str:
 
 
 def element_lines(allocation: dict[str, Any]) -> list[str]:
-    """One line per non-LoRA element: banks, MoS pools, shortcuts (grouped by type)."""
-    lines = []
-    for b in allocation.get("bank", []):
-        lines.append(f"bank {b['role']}: {b['variant']} r={b['rank']} shared by layers {','.join(map(str, b['layers']))}")
-    for m in allocation.get("mos", []):
-        ranks = sorted(set(m["ranks"].values()))
-        lines.append(f"mos {m['role']}: pool r_e={m['r_e']} (l={m['shards']}, r_p={m['r_p']}), site rank {','.join(map(str, ranks))} "
-                     f"in layers {','.join(m['ranks'])}")
-    by_type: dict[str, list[str]] = {}
-    for e in sorted(allocation.get("shortcut", []), key=lambda e: e["layer"]):
-        by_type.setdefault(e["ctype"], []).append(f"L{e['layer']}={e['rank']}")
-    for ctype, parts in by_type.items():
-        lines.append(f"shortcut {ctype}: {' '.join(parts)}")
+    """The lines each kind writes for its elements (its ``report_lines``), kinds in apply order.
+
+    Per-site LoRA writes none (``allocation_table`` shows it); banks, pools and shortcuts one
+    line per bank / pool / connection type.
+    """
+    lines: list[str] = []
+    for kind, elements in Allocation.from_dict(allocation).typed().items():
+        lines += SECTIONS.get(kind).element.report_lines(elements)
     return lines
 
 

@@ -1,4 +1,10 @@
-"""Turn a search space + proxy scores into a ``Problem`` and a chosen option set into an Allocation."""
+"""Turn a search space + proxy scores into a ``Problem`` and a chosen option set into an Allocation.
+
+Both loop over the kinds of the space; each kind says what its candidates are
+(``adapters/<kind>/options.py``: option groups whose options carry elements) and how they are
+scored. Costs are the elements' own exact counts (``space.kinds.count_params``), so the budget
+the search respects is the one the instantiated model has.
+"""
 
 from __future__ import annotations
 
@@ -8,78 +14,64 @@ from typing import Any
 from heterosearch.errors import UserError
 from heterosearch.search.problem import Group, Problem, RoleBlock
 from heterosearch.space.allocation import Allocation
-from heterosearch.space.budget import bank_params, lora_params, mos_params, shortcut_params
-
-RANK = "rank."
-SHORTCUT = "shortcut."
+from heterosearch.space.kinds import count_params
+from heterosearch.space.options import OptionGroup
 
 
-def _membership_layers(membership: str, n_layers: int) -> tuple[int, ...]:
-    from heterosearch.proxies.kinds import membership_layers
+def _space_kinds(space: Any) -> list[Any]:
+    """The space's kinds, in apply order (the order their groups enter the problem)."""
+    from heterosearch.adapters.kinds import in_apply_order
 
-    return membership_layers(membership, n_layers)
+    return [k for k in in_apply_order() if k.name in space.kinds]
+
+
+def option_groups(space: Any, sites: Sequence[Any]) -> list[OptionGroup]:
+    """Every kind's option groups over ``sites``, kinds in apply order."""
+    return [g for k in _space_kinds(space) for g in k.module("options").groups(space.kinds[k.name], sites)]
 
 
 def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, budget: int) -> Problem:
-    """Groups per site (LoRA rank), per shortcut candidate, and per role a bank/MoS alternative."""
-    lora = space.lora
-    ranks = sorted({0, *lora.ranks})
-    for kind in ("shortcut", "bank", "mos"):
-        if kind in space.kinds and kind in scores.undefined.get(proxy, {}):
+    """Groups per site (LoRA rank), per free candidate (shortcut), and per role its alternatives (bank, MoS).
+
+    Group order (it is Optuna's parameter order, so it decides the trials): site groups in site
+    order, then free groups, then per role (in order of first appearance among the sites) its
+    alternatives in kind apply order.
+    """
+    _ = space.lora  # every space adapts sites with LoRA at least (raises a UserError otherwise)
+    kinds = _space_kinds(space)
+    undefined = scores.undefined.get(proxy, {})
+    for name in space.kinds:  # in the space file's order: the first undefined kind is named
+        if name in undefined:
             raise UserError(
-                f"proxy {proxy!r} is undefined for kind {kind!r} ({scores.undefined[proxy][kind]}); "
-                f"use --proxy spectral or a space without {kind}"
+                f"proxy {proxy!r} is undefined for kind {name!r} ({undefined[name]}); "
+                f"use --proxy spectral or a space without {name}"
             )
-    raw: list[tuple[Group, list[float]]] = []
-
-    lora_groups: dict[str, list[Group]] = {}
-    for s in sites:
-        g = Group(RANK + s.key, ranks, [], [lora_params(s.d_in, s.d_out, r) for r in ranks])
-        raw.append((g, scores.table(proxy, ranks, [s.key])[0].tolist()))
-        lora_groups.setdefault(s.role, []).append(g)
-
-    independent: list[Group] = []
-    if "shortcut" in space.kinds:
-        sc = space.kinds["shortcut"]
-        curves = scores.kinds.get(proxy, {}).get("shortcut")
-        if curves is None:
-            raise UserError(f"scores have no shortcut values for proxy {proxy!r}; rerun scoring")
-        d = next(s.d_out for s in sites if s.role == "o")
-        for key, curve in curves.items():
-            g = Group(SHORTCUT + key, list(sc.ranks), [], [shortcut_params(d, r) for r in sc.ranks])
-            raw.append((g, [curve[r] for r in sc.ranks]))
-            independent.append(g)
-
-    n_layers = max(s.layer for s in sites) + 1
+    site_map = {s.key: s for s in sites}
+    # (option group, problem group, raw values) per shape, kinds in apply order
+    by_shape: dict[str, list[tuple[OptionGroup, Group, list[float]]]] = {"site": [], "free": [], "role": []}
+    for kind in kinds:
+        options = kind.module("options")
+        for og in options.groups(space.kinds[kind.name], sites):
+            vals = options.values(scores, proxy, og)
+            if not vals:
+                continue  # nothing scored (a role without banks): no such alternative
+            kept = [o for o in og.options if o.label in vals]
+            g = Group(og.key, [o.label for o in kept], [], [count_params(o.elements, site_map) for o in kept])
+            by_shape[og.shape].append((og, g, [vals[o.label] for o in kept]))
+    raw = [(g, v) for _, g, v in by_shape["site"] + by_shape["free"]]
+    site_groups: dict[str | None, list[Group]] = {}
+    for og, g, _ in by_shape["site"]:
+        site_groups.setdefault(og.role, []).append(g)
+    independent = [g for _, g, _ in by_shape["free"]]
     roles: list[RoleBlock] = []
-    for role, groups in lora_groups.items():
+    for role, groups in site_groups.items():
         alts: dict[str, Group] = {}
-        site = next(s for s in sites if s.role == role)
-        bank_vals = scores.kinds.get(proxy, {}).get("bank", {}).get(role)
-        if "bank" in space.kinds and bank_vals:
-            labels, costs, vals = ["off"], [0], [0.0]
-            for label, v in bank_vals.items():
-                variant, r, membership = label.split(":")
-                n = len(_membership_layers(membership, n_layers))
-                labels.append(label)
-                costs.append(bank_params(variant, int(r[1:]), site.d_in, site.d_out, n))
-                vals.append(v)
-            g = Group(f"bank.{role}", labels, [], costs)
-            raw.append((g, vals))
-            alts["bank"] = g
-        mos_vals = scores.kinds.get(proxy, {}).get("mos", {}).get(role)
-        if "mos" in space.kinds and mos_vals:
-            labels, costs, vals = ["off"], [0], [0.0]
-            for label, v in mos_vals.items():
-                r_e = int(label.split(":")[0][2:])
-                labels.append(label)
-                costs.append(mos_params(r_e, n_layers, site.d_in, site.d_out))
-                vals.append(v)
-            g = Group(f"mos.{role}", labels, [], costs)
-            raw.append((g, vals))
-            alts["mos"] = g
+        for og, g, v in by_shape["role"]:
+            if og.role == role:
+                raw.append((g, v))
+                alts[og.kind] = g
         if alts:
-            roles.append(RoleBlock(role, groups, alts))
+            roles.append(RoleBlock(str(role), groups, alts))
         else:
             independent[:0] = groups
     # Normalise by the best single option, so objectives read alike across proxies and spaces.
@@ -92,26 +84,23 @@ def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, bud
 
 
 def decode(choice: dict[str, Any], space: Any, sites: Sequence[Any]) -> Allocation:
-    """The Allocation a choice (Optuna params or the exact solution) stands for."""
-    n_layers = max(s.layer for s in sites) + 1
-    lora: dict[str, int] = {}
-    elements: dict[str, list[dict[str, Any]]] = {"shortcut": [], "bank": [], "mos": []}
+    """The Allocation a choice (Optuna params or the exact solution) stands for.
+
+    Each chosen label is looked up in the same option groups the problem was built from; a
+    role's site groups count only in its site mode, an alternative only when ``mode.<role>``
+    names it.
+    """
+    groups = {g.key: g for g in option_groups(space, sites)}
     modes = {k[len("mode."):]: v for k, v in choice.items() if k.startswith("mode.")}
+    chosen: dict[str, list[Any]] = {}
     for key, value in choice.items():
-        if key.startswith(RANK):
-            site_key = key[len(RANK):]
-            if modes.get(site_key.split(".", 1)[1], "lora") == "lora" and int(value) > 0:
-                lora[site_key] = int(value)
-        elif key.startswith(SHORTCUT) and int(value) > 0:
-            layer, ctype = key[len(SHORTCUT):].split(".", 1)
-            elements["shortcut"].append({"layer": int(layer[1:]), "ctype": ctype, "rank": int(value)})
-        elif key.startswith("bank.") and value != "off" and modes.get(key[5:]) == "bank":
-            variant, r, membership = str(value).split(":")
-            elements["bank"].append({"role": key[5:], "layers": list(_membership_layers(membership, n_layers)),
-                                     "rank": int(r[1:]), "variant": variant})
-        elif key.startswith("mos.") and value != "off" and modes.get(key[4:]) == "mos":
-            r_e, r = str(value).split(":")
-            mos = space.kinds["mos"]
-            elements["mos"].append({"role": key[4:], "r_e": int(r_e[2:]), "shards": mos.shards, "r_p": mos.private_rank,
-                                    "ranks": {str(i): int(r[1:]) for i in range(n_layers)}})
-    return Allocation(lora=lora, elements=elements)
+        g = groups.get(key)
+        if g is None:
+            continue
+        mode = modes.get(g.role or "", g.kind if g.shape == "site" else None)
+        if g.shape != "free" and mode != g.kind:
+            continue
+        elements = g.option(value).elements
+        if elements:
+            chosen.setdefault(g.kind, []).extend(elements)
+    return Allocation.from_elements(chosen)

@@ -1,10 +1,13 @@
-"""Search spaces (YAML -> dataclasses) and the parameter-count formulas. Torch-free."""
+"""Search spaces (YAML -> dataclasses), allocations and their parameter counts. Torch-free.
+
+Each adapter kind brings its own section, element and formula (``adapters/<kind>/config.py``)
+and registers them in ``space.kinds.SECTIONS``; space/ itself names no kind.
+"""
 
 from heterosearch.space.budget import format_params, lora_params, parse_budget
 from heterosearch.space.config import (
     KNOWN_ROLES,
     BaselineSpec,
-    LoraSpace,
     SearchSpace,
     available_spaces,
     load_space,
@@ -14,7 +17,6 @@ from heterosearch.space.config import (
 __all__ = [
     "KNOWN_ROLES",
     "BaselineSpec",
-    "LoraSpace",
     "SearchSpace",
     "available_spaces",
     "format_params",

@@ -1,38 +1,33 @@
 """An allocation: one point of a search space (which site gets which adapter, at what size).
 
-Torch-free. Parameter counts come from ``budget.py`` and are checked against the
-instantiated model by the tests (``adapters.count_adapter_params``).
+Torch-free. Every kind's element counts its own parameters (``adapters/<kind>/config.py``);
+``kinds.count_params`` sums them, and the tests check that sum against the instantiated model
+(``adapters.count_adapter_params``) for every registered kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from heterosearch.errors import UserError
-from heterosearch.space.budget import bank_params, lora_params, mos_params, shortcut_params
+from heterosearch.space.budget import lora_params
+from heterosearch.space.kinds import SECTIONS, SiteLike, count_params, in_apply_order, parse_elements
 
-OTHER_KINDS = ("shortcut", "bank", "mos")
+# The file format keeps per-site LoRA as a {site key: rank} mapping (PEFT's rank_pattern); every
+# other kind is a list of element dicts. In typed form a LoRA entry is {"site": key, "rank": r}.
+LORA_SECTION = "lora"
 
-
-class SiteLike(Protocol):
-    """What the budget needs to know of a site (``models.Site`` satisfies this)."""
-
-    key: str
-    role: str
-    layer: int
-    d_in: int
-    d_out: int
+__all__ = ["Allocation", "SiteLike", "element_params", "largest_uniform_rank", "uniform_allocation"]
 
 
 @dataclass
 class Allocation:
     """Site key (``"L3.v"``) -> LoRA rank (absent or 0: no adapter), plus elements of other kinds.
 
-    ``elements[kind]`` is a list of element dicts in that kind's own format (``shortcut``:
-    layer, ctype, rank; ``bank``: role, layers, rank, variant; ``mos``: role, r_e, shards, r_p,
-    ranks), as written by ``<Kind>Element.to_dict()``.
+    ``elements[kind]`` is a list of element dicts in that kind's own format, as written by
+    ``<Kind>Element.to_dict()`` (e.g. ``bank``: role, layers, rank, variant).
     """
 
     lora: dict[str, int] = field(default_factory=dict)
@@ -42,39 +37,64 @@ class Allocation:
         self.lora = {k: int(r) for k, r in self.lora.items() if int(r) > 0}
         self.elements = {k: list(v) for k, v in self.elements.items() if v}
 
+    def element_dicts(self) -> dict[str, list[dict[str, Any]]]:
+        """Every kind's element dicts, in apply order (LoRA's as ``{"site", "rank"}``)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for spec in in_apply_order():
+            if spec.name == LORA_SECTION:
+                items = [{"site": k, "rank": r} for k, r in self.lora.items()]
+            else:
+                items = self.elements.get(spec.name, [])
+            if items:
+                out[spec.name] = items
+        unknown = set(self.elements) - set(SECTIONS.names())
+        if unknown:
+            raise UserError(f"allocation has elements of unknown kinds {sorted(unknown)}")
+        return out
+
+    def typed(self) -> dict[str, list[Any]]:
+        """Every kind's elements as its element dataclass, in apply order."""
+        return {kind: parse_elements(kind, items) for kind, items in self.element_dicts().items()}
+
     def params(self, sites: Mapping[str, SiteLike]) -> int:
         """Adapter parameters of this allocation (shared tensors once; head excluded)."""
-        total = 0
-        for key, rank in self.lora.items():
-            if key not in sites:
-                raise UserError(f"allocation names site {key!r}, which the model does not have")
-            site = sites[key]
-            total += lora_params(site.d_in, site.d_out, rank)
-        for kind, items in self.elements.items():
-            total += sum(element_params(kind, e, sites) for e in items)
-        return total
+        return sum(count_params(elements, sites) for elements in self.typed().values())
 
     def is_empty(self) -> bool:
         return not self.lora and not self.elements
 
     def kinds(self) -> list[str]:
-        return (["lora"] if self.lora else []) + sorted(self.elements)
+        return ([LORA_SECTION] if self.lora else []) + sorted(self.elements)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lora": dict(self.lora), **{k: list(v) for k, v in sorted(self.elements.items())}}
+        return {LORA_SECTION: dict(self.lora), **{k: list(v) for k, v in sorted(self.elements.items())}}
+
+    @classmethod
+    def from_elements(cls, elements: Mapping[str, Iterable[Any]]) -> Allocation:
+        """From typed elements by kind (each with ``to_dict()``), in the given order."""
+        lora: dict[str, int] = {}
+        others: dict[str, list[dict[str, Any]]] = {}
+        for kind, items in elements.items():
+            dicts = [e.to_dict() for e in items]
+            if kind == LORA_SECTION:
+                lora.update({d["site"]: d["rank"] for d in dicts})
+            else:
+                others.setdefault(kind, []).extend(dicts)
+        return cls(lora=lora, elements=others)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Allocation:
-        unknown = set(data) - {"lora", *OTHER_KINDS}
+        others = [k for k in SECTIONS.names() if k != LORA_SECTION]
+        unknown = set(data) - {LORA_SECTION, *others}
         if unknown:
-            raise UserError(f"allocation has unknown sections {sorted(unknown)} (known: lora, {', '.join(OTHER_KINDS)})")
-        lora = data.get("lora", {})
+            raise UserError(f"allocation has unknown sections {sorted(unknown)} (known: lora, {', '.join(others)})")
+        lora = data.get(LORA_SECTION, {})
         if not isinstance(lora, Mapping) or any(
             isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in lora.values()
         ):
             raise UserError("allocation 'lora' must map site keys such as 'L3.v' to ranks >= 0")
         elements = {}
-        for kind in OTHER_KINDS:
+        for kind in others:
             items = data.get(kind, [])
             if not isinstance(items, list) or not all(isinstance(e, Mapping) for e in items):
                 raise UserError(f"allocation {kind!r} must be a list of element objects")
@@ -114,26 +134,6 @@ def largest_uniform_rank(sites: Iterable[SiteLike], roles: Iterable[str], budget
     return max(fitting, default=0)
 
 
-def _role_site(sites: Mapping[str, SiteLike], role: str, layer: int) -> SiteLike:
-    key = f"L{layer}.{role}"
-    if key not in sites:
-        raise UserError(f"allocation names site {key!r}, which the model does not have")
-    return sites[key]
-
-
 def element_params(kind: str, element: Mapping[str, Any], sites: Mapping[str, SiteLike]) -> int:
-    """Exact parameters of one element of a non-LoRA kind (formulas in ``budget.py``)."""
-    if kind == "shortcut":
-        hidden = next((s.d_out for s in sites.values() if s.role == "o"), None)
-        if hidden is None:
-            raise UserError("shortcuts need the attention output projection ('o' sites) to know the hidden size")
-        return shortcut_params(hidden, int(element["rank"]))
-    if kind == "bank":
-        layers = list(element["layers"])
-        site = _role_site(sites, element["role"], layers[0])
-        return bank_params(element["variant"], int(element["rank"]), site.d_in, site.d_out, len(layers))
-    if kind == "mos":
-        layers = [int(k) for k in element["ranks"]]
-        site = _role_site(sites, element["role"], layers[0])
-        return mos_params(int(element["r_e"]), len(layers), site.d_in, site.d_out)
-    raise UserError(f"unknown adapter kind {kind!r} (known: lora, {', '.join(OTHER_KINDS)})")
+    """Exact parameters of one element dict of ``kind`` (its element class counts; one path for all kinds)."""
+    return count_params(parse_elements(kind, [element]), sites)

@@ -1,4 +1,7 @@
-"""Every parameter-count formula of heterosearch, in one place (torch-free).
+"""Budget parsing and the per-site LoRA formula (torch-free).
+
+Each other kind keeps its formula with its element (``adapters/<kind>/config.py``); LoRA's
+lives here because space/ itself uses it (uniform allocations, ``allocation.py``).
 
 Budget convention (README "How the budget is counted"): the budget counts adapter
 parameters only, a tensor shared by several sites counts once, and the task head
@@ -60,35 +63,3 @@ def format_params(n: int) -> str:
 def lora_params(d_in: int, d_out: int, rank: int) -> int:
     """LoRA on one site: A is r x d_in, B is d_out x r (methods.md section 1)."""
     return rank * (d_in + d_out)
-
-
-def bank_params(variant: str, rank: int, d_in: int, d_out: int, n_layers: int) -> int:
-    """A bank shared by ``n_layers`` sites of one role (methods.md section 3); shared tensors once.
-
-    share_a: r d_in + L r d_out; share_b: L r d_in + r d_out; share_ab and tl5 (u, v frozen):
-    r (d_in + d_out); tl6: r (d_in + d_out) + L (r + d_out).
-    """
-    shared = rank * (d_in + d_out)
-    if variant == "share_a":
-        return rank * d_in + n_layers * rank * d_out
-    if variant == "share_b":
-        return n_layers * rank * d_in + rank * d_out
-    if variant in ("share_ab", "tl5"):
-        return shared
-    if variant == "tl6":
-        return shared + n_layers * (rank + d_out)
-    raise ValueError(f"unknown bank variant {variant!r} (known: share_a, share_b, share_ab, tl5, tl6)")
-
-
-def mos_params(r_e: int, n_layers: int, d_in: int, d_out: int) -> int:
-    """Mixture of Shards, one pool per role (methods.md section 4): r_e L (d_in + d_out).
-
-    The cost of LoRA at rank r_e on each of the L layers, independent of the per-site rank r,
-    the shards per vector l and the private rank r_p.
-    """
-    return r_e * n_layers * (d_in + d_out)
-
-
-def shortcut_params(d: int, rank: int) -> int:
-    """One LoRA-adapted shortcut connection (methods.md section 2): A is r x d, B is d x r."""
-    return 2 * d * rank

@@ -1,7 +1,8 @@
 """A bank element: one low-rank pair shared by the sites of one role across a set of layers.
 
 ShareLoRA (arXiv 2406.10785) and Tied-LoRA (arXiv 2311.09578); methods.md section 3.
-Torch-free: the element, its validation, which sites it covers and its exact parameter count.
+Torch-free: the element, its validation, which sites it covers, its exact parameter count
+(``bank_params``) and the ``kinds.bank`` section of a space file.
 """
 
 from __future__ import annotations
@@ -12,11 +13,45 @@ from typing import Any
 
 from heterosearch.adapters._members import role_members
 from heterosearch.models.sites import ROLES, Site
-from heterosearch.space.budget import bank_params
+from heterosearch.space.fields import Where
+from heterosearch.space.kinds import SiteLike, role_site
+
+PREFIX = "hs_bank_"
+MEMBERSHIPS: tuple[str, ...] = ("all", "lower", "upper")  # all layers, the lower half, the upper half
 
 VARIANTS: tuple[str, ...] = ("share_a", "share_b", "share_ab", "tl5", "tl6")
 """share_a: A shared, B per layer; share_b: A per layer, B shared; share_ab: both shared;
 tl5: A, B shared with per-layer u, v frozen at 1; tl6: as tl5 with u, v trained per layer."""
+
+
+def bank_params(variant: str, rank: int, d_in: int, d_out: int, n_layers: int) -> int:
+    """A bank shared by ``n_layers`` sites of one role (methods.md section 3); shared tensors once.
+
+    share_a: r d_in + L r d_out; share_b: L r d_in + r d_out; share_ab and tl5 (u, v frozen):
+    r (d_in + d_out); tl6: r (d_in + d_out) + L (r + d_out).
+    """
+    shared = rank * (d_in + d_out)
+    if variant == "share_a":
+        return rank * d_in + n_layers * rank * d_out
+    if variant == "share_b":
+        return n_layers * rank * d_in + rank * d_out
+    if variant in ("share_ab", "tl5"):
+        return shared
+    if variant == "tl6":
+        return shared + n_layers * (rank + d_out)
+    raise ValueError(f"unknown bank variant {variant!r} (known: share_a, share_b, share_ab, tl5, tl6)")
+
+
+def membership_layers(membership: str, n_layers: int) -> tuple[int, ...]:
+    """all = every layer; lower / upper = the first / second half (the odd middle goes up)."""
+    half = n_layers // 2
+    if membership == "all":
+        return tuple(range(n_layers))
+    if membership == "lower":
+        return tuple(range(half))
+    if membership == "upper":
+        return tuple(range(half, n_layers))
+    raise ValueError(f"unknown bank membership {membership!r}")
 
 
 @dataclass(frozen=True)
@@ -68,16 +103,37 @@ class BankElement:
             raise ValueError(f"BankElement is missing fields {sorted(missing)}")
         return cls(role=data["role"], layers=tuple(data["layers"]), rank=data["rank"], variant=data["variant"])
 
+    def params(self, sites: Mapping[str, SiteLike]) -> int:
+        """The shared pair once, plus the per-layer tensors of its variant (``bank_params``)."""
+        site = role_site(sites, self.role, self.layers[0])
+        return bank_params(self.variant, self.rank, site.d_in, site.d_out, len(self.layers))
+
+    @staticmethod
+    def report_lines(elements: Sequence[BankElement]) -> list[str]:
+        return [f"bank {b.role}: {b.variant} r={b.rank} shared by layers {','.join(map(str, b.layers))}" for b in elements]
+
 
 def member_sites(sites: Sequence[Site], element: BankElement) -> list[Site]:
     """The sites an element covers, in layer order; all must exist and share (d_in, d_out)."""
     return role_members(sites, element.role, element.layers, element.key)
 
 
-def bank_count(sites: Sequence[Site], elements: Sequence[BankElement]) -> int:
-    """Exact trainable parameters of ``elements`` on ``sites`` (shared tensors once)."""
-    total = 0
-    for element in elements:
-        site = member_sites(sites, element)[0]
-        total += bank_params(element.variant, element.rank, site.d_in, site.d_out, len(element.layers))
-    return total
+@dataclass(frozen=True)
+class BankSpace:
+    """Shared/tied banks: per role, a rank (0 = no bank), a variant and a layer membership."""
+
+    roles: tuple[str, ...] = ("q", "v")
+    variants: tuple[str, ...] = VARIANTS
+    ranks: tuple[int, ...] = (0, 8, 16)
+    membership: tuple[str, ...] = MEMBERSHIPS
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: Where, path: str) -> BankSpace:
+        where.check_keys(path, data, ("roles", "variants", "ranks", "membership"), required=("roles", "ranks"))
+        ranks = where.int_list(f"{path}.ranks", data["ranks"])
+        return cls(
+            roles=where.roles(f"{path}.roles", data["roles"]),
+            variants=where.choices(f"{path}.variants", data.get("variants", list(VARIANTS)), VARIANTS),
+            ranks=(0, *[r for r in ranks if r]),
+            membership=where.choices(f"{path}.membership", data.get("membership", list(MEMBERSHIPS)), MEMBERSHIPS),
+        )

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from heterosearch.adapters._members import set_submodule
-from heterosearch.adapters.bank.config import BankElement, member_sites
+from heterosearch.adapters.bank.config import PREFIX, BankElement, member_sites
 from heterosearch.adapters.kinds import shared_store
 from heterosearch.models.sites import Site
 
-PREFIX = "hs_bank_"
+__all__ = ["PREFIX", "SCALING", "BankLinear", "BankShared", "apply_banks"]
 SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
 
 
@@ -118,9 +119,15 @@ class BankLinear(nn.Module):
 
 
 def apply_banks(
-    model: nn.Module, sites: Sequence[Site], elements: Sequence[BankElement], generator: torch.Generator | None
+    model: nn.Module,
+    sites: Sequence[Site],
+    elements: Sequence[BankElement],
+    generator: torch.Generator | None,
+    scale: Any = None,
 ) -> None:
     """Instantiate ``elements`` on ``model`` in place (base weights are left as they are).
+
+    ``scale``: the run's per-site LoRA scale rule, unused: banks keep s = SCALING.
 
     Draw order from ``generator``: per element in the given order, the shared A (if any),
     then each member's own A (share_b) in layer order.

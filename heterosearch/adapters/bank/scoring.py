@@ -9,11 +9,18 @@ reduce to the per-site value sum_{j<=r} sigma_j(G)^2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from heterosearch.adapters.bank.config import BankElement
+from heterosearch.adapters.bank.config import BankElement, BankSpace
+
+UNDEFINED = {
+    "grad_norm": "a shared tensor's init-time gradient norm is not comparable to per-site scores",
+    "snip": "SNIP of a shared bank at init is not comparable to per-site scores",
+    "synflow": "synflow is defined for per-site adapters only",
+}
 
 
 def _top(values: torch.Tensor, r: int) -> float:
@@ -42,3 +49,15 @@ def bank_spectral(G_by_site: Mapping[str, torch.Tensor], element: BankElement) -
     if element.variant == "share_b":
         return _top(torch.linalg.eigvalsh(sum(G @ G.t() for G in Gs)), r)
     return _top(torch.linalg.svdvals(sum(Gs)) ** 2, r)
+
+
+def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: BankSpace,
+          grads: dict[str, dict[str, torch.Tensor]], proxies: Sequence[str], seed: int) -> dict[str, Any]:
+    """{"spectral": {role: {option label: value}}} from the base model's data gradients (``grads["data"]``)."""
+    from heterosearch.adapters.bank.options import groups
+
+    if "spectral" not in proxies:
+        return {}
+    data_G = grads.get("data", {})  # noqa: N806
+    return {"spectral": {g.target: {o.label: bank_spectral(data_G, o.elements[0]) for o in g.options[1:]}
+                         for g in groups(section, sites)}}

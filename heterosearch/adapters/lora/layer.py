@@ -7,11 +7,17 @@ adapted model computes exactly what the base model computes. s = alpha / r.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-PREFIX = "hs_lora_"
+from heterosearch.adapters._members import set_submodule
+from heterosearch.adapters.lora.config import PREFIX, LoraElement
+from heterosearch.models.sites import Site
+from heterosearch.space.scale import LoraScale, as_scale
+
+__all__ = ["PREFIX", "LoraLinear", "apply_lora"]
 
 
 class LoraLinear(nn.Module):
@@ -48,3 +54,30 @@ class LoraLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, scaling={self.scaling:g}"
+
+
+def apply_lora(
+    model: nn.Module,
+    sites: Sequence[Site],
+    elements: Sequence[LoraElement],
+    generator: torch.Generator | None,
+    scale: LoraScale | float | None = None,
+) -> None:
+    """Wrap every site of ``elements`` in a ``LoraLinear`` (in place), s = scale.at(rank).
+
+    Draw order from ``generator``: site by site in the order of ``sites`` (not of ``elements``),
+    so the same allocation and seed give the same initial adapters.
+    """
+    if scale is None:
+        raise ValueError("per-site LoRA needs the scale rule s(r) (space/scale.py)")
+    rule = as_scale(scale)
+    ranks = {e.site: e.rank for e in elements}
+    unknown = set(ranks) - {s.key for s in sites}
+    if unknown:
+        raise ValueError(f"allocation names sites the model does not have: {sorted(unknown)}")
+    for site in sites:
+        rank = ranks.get(site.key, 0)
+        if rank <= 0:
+            continue
+        base = model.get_submodule(site.name)
+        set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, rule.at(rank), generator))

@@ -1,6 +1,7 @@
 """A MoS element: one shard pool per role shared by L layers (Mixture of Shards, arXiv 2410.00938).
 
-methods.md section 4. Torch-free: the element, its validation and its exact parameter count.
+methods.md section 4. Torch-free: the element, its validation, its exact parameter count
+(``mos_params``) and the ``kinds.mos`` section of a space file.
 """
 
 from __future__ import annotations
@@ -11,7 +12,24 @@ from typing import Any
 
 from heterosearch.adapters._members import role_members
 from heterosearch.models.sites import ROLES, Site
-from heterosearch.space.budget import mos_params
+from heterosearch.space.fields import Where
+from heterosearch.space.kinds import SiteLike, role_site
+
+PREFIX = "hs_mos_"
+
+
+def mos_params(r_e: int, n_layers: int, d_in: int, d_out: int) -> int:
+    """Mixture of Shards, one pool per role (methods.md section 4): r_e L (d_in + d_out).
+
+    The cost of LoRA at rank r_e on each of the L layers, independent of the per-site rank r,
+    the shards per vector l and the private rank r_p.
+    """
+    return r_e * n_layers * (d_in + d_out)
+
+
+def mos_valid(r_e: int, rank: int, r_p: int, n_layers: int) -> bool:
+    """MoS draws rank - r_p public ranks without replacement from a public pool of (r_e - r_p) L."""
+    return r_p <= r_e and r_p <= rank and rank - r_p <= (r_e - r_p) * n_layers
 
 
 def _is_int(x: Any) -> bool:
@@ -94,16 +112,49 @@ class MosElement:
             role=data["role"], r_e=data["r_e"], shards=data["shards"], r_p=data["r_p"], ranks=dict(data["ranks"])
         )
 
+    def params(self, sites: Mapping[str, SiteLike]) -> int:
+        """The two pools (``mos_params``); the per-layer selections are free."""
+        site = role_site(sites, self.role, self.layers[0])
+        return mos_params(self.r_e, len(self.layers), site.d_in, site.d_out)
+
+    @staticmethod
+    def report_lines(elements: Sequence[MosElement]) -> list[str]:
+        lines = []
+        for m in elements:
+            ranks = sorted(set(m.ranks.values()))
+            lines.append(f"mos {m.role}: pool r_e={m.r_e} (l={m.shards}, r_p={m.r_p}), site rank {','.join(map(str, ranks))} "
+                         f"in layers {','.join(map(str, m.ranks))}")
+        return lines
+
 
 def member_sites(sites: Sequence[Site], element: MosElement) -> list[Site]:
     """The sites an element covers, in layer order; all must exist and share (d_in, d_out)."""
     return role_members(sites, element.role, element.layers, element.key)
 
 
-def mos_count(sites: Sequence[Site], elements: Sequence[MosElement]) -> int:
-    """Exact trainable parameters of ``elements`` on ``sites`` (the pools; selections are free)."""
-    total = 0
-    for element in elements:
-        site = member_sites(sites, element)[0]
-        total += mos_params(element.r_e, len(element.layers), site.d_in, site.d_out)
-    return total
+@dataclass(frozen=True)
+class MosSpace:
+    """Mixture of Shards: per role a pool of equivalent rank r_e (0 = no pool) and a per-site rank."""
+
+    roles: tuple[str, ...] = ("q", "v")
+    equivalent_ranks: tuple[int, ...] = (0, 2, 4)
+    site_ranks: tuple[int, ...] = (4, 8, 16)
+    shards: int = 2
+    private_rank: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: Where, path: str) -> MosSpace:
+        where.check_keys(path, data, ("roles", "equivalent_ranks", "site_ranks", "shards", "private_rank"),
+                         required=("roles", "equivalent_ranks", "site_ranks"))
+        r_e = where.int_list(f"{path}.equivalent_ranks", data["equivalent_ranks"])
+        site = where.int_list(f"{path}.site_ranks", data["site_ranks"], minimum=1)
+        shards = data.get("shards", 2)
+        private = data.get("private_rank", 1)
+        if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+            raise where.fail(f"{path}.shards", f"expected an integer >= 1, got {shards!r}")
+        if isinstance(private, bool) or not isinstance(private, int) or private < 0:
+            raise where.fail(f"{path}.private_rank", f"expected an integer >= 0, got {private!r}")
+        if private > min(site):
+            raise where.fail(f"{path}.private_rank", f"must not exceed the smallest site rank {min(site)}, got {private}")
+        return cls(roles=where.roles(f"{path}.roles", data["roles"]), equivalent_ranks=(0, *[r for r in r_e if r]),
+                   site_ranks=site, shards=shards, private_rank=private)

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from heterosearch.adapters._members import set_submodule
 from heterosearch.adapters.kinds import shared_store
-from heterosearch.adapters.mos.config import MosElement, member_sites
+from heterosearch.adapters.mos.config import PREFIX, MosElement, member_sites
 from heterosearch.models.sites import Site
 
-PREFIX = "hs_mos_"
+__all__ = ["PREFIX", "SCALING", "MosLinear", "MosPool", "apply_mos"]
 SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
 
 
@@ -117,9 +118,15 @@ class MosLinear(nn.Module):
 
 
 def apply_mos(
-    model: nn.Module, sites: Sequence[Site], elements: Sequence[MosElement], generator: torch.Generator | None
+    model: nn.Module,
+    sites: Sequence[Site],
+    elements: Sequence[MosElement],
+    generator: torch.Generator | None,
+    scale: Any = None,
 ) -> None:
     """Instantiate ``elements`` on ``model`` in place (base weights are left as they are).
+
+    ``scale``: the run's per-site LoRA scale rule, unused: pools keep s = SCALING.
 
     Draw order from ``generator``: per element in the given order, the A pool, then per member
     layer in layer order its A indices and its B indices.

@@ -5,11 +5,18 @@ G_l = dL/dW0 of member site l, (d_out, d_in) (``proxies.state`` orientation, Con
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from heterosearch.adapters.mos.config import MosElement
+from heterosearch.adapters.mos.config import MosElement, MosSpace
+
+UNDEFINED = {
+    "grad_norm": "a shard pool's init-time gradient norm is not comparable to per-site scores",
+    "snip": "SNIP of a shard pool at init is not comparable to per-site scores",
+    "synflow": "synflow is defined for per-site adapters only",
+}
 
 
 def mos_spectral(G_by_site: Mapping[str, torch.Tensor], element: MosElement) -> float:  # noqa: N803
@@ -33,3 +40,15 @@ def mos_spectral(G_by_site: Mapping[str, torch.Tensor], element: MosElement) -> 
         gains.append(sigma[: element.ranks[layer]] ** 2)
     cap = element.r_e * len(element.layers)
     return float(torch.cat(gains).sort(descending=True).values[:cap].sum())
+
+
+def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: MosSpace,
+          grads: dict[str, dict[str, torch.Tensor]], proxies: Sequence[str], seed: int) -> dict[str, Any]:
+    """{"spectral": {role: {option label: value}}} from the base model's data gradients (``grads["data"]``)."""
+    from heterosearch.adapters.mos.options import groups
+
+    if "spectral" not in proxies:
+        return {}
+    data_G = grads.get("data", {})  # noqa: N806
+    return {"spectral": {g.target: {o.label: mos_spectral(data_G, o.elements[0]) for o in g.options[1:]}
+                         for g in groups(section, sites)}}

@@ -1,29 +1,28 @@
 """The ``shortcut`` adapter kind: HeteroLoRA's LoRA-adapted shortcut connections, one rank per (layer, type)."""
 
-from heterosearch.adapters.kinds import ADAPTER_KINDS, AdapterKind
+from heterosearch.adapters.kinds import AdapterKind, lazy_exports, register_kind
 from heterosearch.adapters.shortcut.blocks import PLANS, BlockPlan, find_blocks
-from heterosearch.adapters.shortcut.config import CTYPES, ShortcutElement, candidates, shortcut_count
-from heterosearch.adapters.shortcut.layer import (
+from heterosearch.adapters.shortcut.config import (
+    CTYPES,
     PREFIX,
-    SCALING,
-    ShortcutStore,
-    ShortcutTerm,
-    apply_shortcuts,
-    remove_shortcuts,
-    shortcut_store,
+    ShortcutElement,
+    ShortcutSpace,
+    candidates,
+    shortcut_count,
+    shortcut_params,
 )
-from heterosearch.adapters.shortcut.scoring import SCORING_STATE, shortcut_gradients
 
-ADAPTER_KINDS.add(
-    "shortcut",
+register_kind(
     AdapterKind(
         name="shortcut",
         prefix=PREFIX,
         summary="LoRA-adapted shortcut connections per layer (residual_1/2, shortcut_sa/ffn; HeteroLoRA)",
+        apply_order=40,  # last: hooks on whole blocks, around whatever wraps the sites
         element=ShortcutElement,
-        apply=apply_shortcuts,
-        params=shortcut_count,
-    ),
+        section=ShortcutSpace,
+        package=__name__,
+        apply_name="apply_shortcuts",
+    )
 )
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "SCORING_STATE",
     "BlockPlan",
     "ShortcutElement",
+    "ShortcutSpace",
     "ShortcutStore",
     "ShortcutTerm",
     "apply_shortcuts",
@@ -42,5 +42,19 @@ __all__ = [
     "remove_shortcuts",
     "shortcut_count",
     "shortcut_gradients",
+    "shortcut_params",
     "shortcut_store",
 ]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "SCALING": "layer",
+        "ShortcutStore": "layer",
+        "ShortcutTerm": "layer",
+        "apply_shortcuts": "layer",
+        "remove_shortcuts": "layer",
+        "shortcut_store": "layer",
+        "SCORING_STATE": "scoring",
+        "shortcut_gradients": "scoring",
+    },
+)

@@ -10,7 +10,8 @@ connections, each a frozen square map S (identity or zero) plus a trainable rank
 
 x_l is the layer input and h_l the residual stream entering layer l's feed-forward block.
 Layer 0 has no shortcut_ffn, so an L-layer model has 4L - 1 candidates.
-Torch-free: the element, its validation, the candidate list and the exact parameter count.
+Torch-free: the element, its validation, the candidate list, the exact parameter count
+(``shortcut_params``) and the ``kinds.shortcut`` section of a space file.
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from heterosearch.errors import UserError
 from heterosearch.models.sites import Site
-from heterosearch.space.budget import shortcut_params
-from heterosearch.space.config import SHORTCUT_TYPES
+from heterosearch.space.fields import Where
+from heterosearch.space.kinds import SiteLike, count_params
 
-CTYPES: tuple[str, ...] = SHORTCUT_TYPES
+PREFIX = "hs_shortcut_"
+
+CTYPES: tuple[str, ...] = ("residual_1", "residual_2", "shortcut_sa", "shortcut_ffn")
 """Connection types in canonical order (the search space's ``shortcut.types``)."""
+SHORTCUT_TYPES = CTYPES
+
+
+def shortcut_params(d: int, rank: int) -> int:
+    """One LoRA-adapted shortcut connection (methods.md section 2): A is r x d, B is d x r."""
+    return 2 * d * rank
 
 _CTYPE_INDEX = {c: i for i, c in enumerate(CTYPES)}
 
@@ -83,6 +93,21 @@ class ShortcutElement:
             raise ValueError(f"ShortcutElement is missing fields {sorted(missing)}")
         return cls(layer=data["layer"], ctype=data["ctype"], rank=data["rank"])
 
+    def params(self, sites: Mapping[str, SiteLike]) -> int:
+        """2 d r (``shortcut_params``), d = hidden size; nothing is shared."""
+        hidden = next((s.d_out for s in sites.values() if s.role == "o"), None)
+        if hidden is None:
+            raise UserError("shortcuts need the attention output projection ('o' sites) to know the hidden size")
+        return shortcut_params(hidden, self.rank)
+
+    @staticmethod
+    def report_lines(elements: Sequence[ShortcutElement]) -> list[str]:
+        """One line per connection type, its layers in order: ``shortcut residual_1: L0=2 L3=4``."""
+        by_type: dict[str, list[str]] = {}
+        for e in sorted(elements, key=lambda e: e.layer):
+            by_type.setdefault(e.ctype, []).append(f"L{e.layer}={e.rank}")
+        return [f"shortcut {ctype}: {' '.join(parts)}" for ctype, parts in by_type.items()]
+
 
 def candidate_key(layer: int, ctype: str) -> str:
     """``"L3.residual_1"`` for (3, "residual_1"), as ``ShortcutElement.key``."""
@@ -126,5 +151,19 @@ def check_elements(sites: Sequence[Site], elements: Sequence[ShortcutElement]) -
 def shortcut_count(sites: Sequence[Site], elements: Sequence[ShortcutElement]) -> int:
     """Exact trainable parameters of ``elements``: 2 d r each (nothing is shared)."""
     check_elements(sites, elements)
-    d = hidden_size(sites)
-    return sum(shortcut_params(d, e.rank) for e in elements)
+    hidden_size(sites)
+    return count_params(elements, {s.key: s for s in sites})
+
+
+@dataclass(frozen=True)
+class ShortcutSpace:
+    """HeteroLoRA's LoRA-adapted shortcut connections: one rank per (layer, type); 0 = off."""
+
+    types: tuple[str, ...] = CTYPES
+    ranks: tuple[int, ...] = (0, 2, 4, 8)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: Where, path: str) -> ShortcutSpace:
+        where.check_keys(path, data, ("types", "ranks"), required=("ranks",))
+        ranks = where.int_list(f"{path}.ranks", data["ranks"])
+        return cls(types=where.choices(f"{path}.types", data.get("types", list(CTYPES)), CTYPES), ranks=(0, *[r for r in ranks if r]))

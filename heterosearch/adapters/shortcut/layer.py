@@ -29,10 +29,17 @@ from torch import nn
 
 from heterosearch.adapters.kinds import shared_store
 from heterosearch.adapters.shortcut.blocks import BlockPlan, find_blocks
-from heterosearch.adapters.shortcut.config import WIRING, ShortcutElement, check_elements, hidden_size, sort_key
+from heterosearch.adapters.shortcut.config import (
+    PREFIX,
+    WIRING,
+    ShortcutElement,
+    check_elements,
+    hidden_size,
+    sort_key,
+)
 from heterosearch.models.sites import Site
 
-PREFIX = "hs_shortcut_"
+__all__ = ["PREFIX", "SCALING", "STORE_NAME", "ShortcutStore", "ShortcutTerm", "apply_shortcuts", "remove_shortcuts"]
 SCALING = 2.0  # s = alpha / r with alpha = 2 r
 STORE_NAME = "shortcut"
 
@@ -184,13 +191,15 @@ def apply_shortcuts(
     sites: Sequence[Site],
     elements: Sequence[ShortcutElement],
     generator: torch.Generator | None = None,
+    scale: Any = None,
     *,
     alpha: float | None = None,
 ) -> None:
     """Instantiate ``elements`` on ``model`` in place (base weights are left as they are).
 
     A matrices are drawn from ``generator`` in canonical (layer, ctype) order. ``alpha``: the
-    scale is alpha / r; None = 2 r (s = 2). Calling again adds more elements.
+    scale is alpha / r; None = 2 r (s = 2). Calling again adds more elements. ``scale``: the
+    run's per-site LoRA scale rule, unused: shortcuts keep their own s.
     """
     check_elements(sites, elements)
     plan, blocks = find_blocks(model, sites)

@@ -21,8 +21,10 @@ import torch
 from torch import nn
 
 from heterosearch.adapters.shortcut.blocks import find_blocks
-from heterosearch.adapters.shortcut.config import WIRING, ShortcutElement, candidate_key, hidden_size
+from heterosearch.adapters.shortcut.config import WIRING, ShortcutElement, candidate_key, candidates, hidden_size
 from heterosearch.adapters.shortcut.layer import first_input, replace_first_input
+
+UNDEFINED = {"synflow": "synflow's data-free pass has no shortcut maps to differentiate"}
 
 SCORING_STATE = (
     "virtual zero shortcut S = 0 at every candidate; G = dL/dS = sum over non-padded tokens of g src^T, "
@@ -124,3 +126,33 @@ def shortcut_gradients(
         for m, flag in modes:
             m.train(flag)
     return grads
+
+
+def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, torch.Tensor]], section: Any,
+          grads: Any, proxies: Sequence[str], seed: int) -> dict[str, Any]:
+    """{proxy: {candidate key: curve}}: every data proxy on G_s, as for a LoRA site (proxies/kinds.py says why).
+
+    The curve of a candidate is the proxy's per-site curve with the same seeded virtual adapter
+    (rank max(ranks), s = 2) a LoRA site of shape (d, d) would get.
+    """
+    from heterosearch.proxies import PROXIES
+    from heterosearch.proxies.base import SiteState
+    from heterosearch.proxies.state import virtual_adapter
+
+    n_layers = max(s.layer for s in sites) + 1
+    cands = [(layer, c) for layer, c in candidates(n_layers) if c in section.types]  # as options.groups
+    G = shortcut_gradients(model, sites, cands, batches)  # noqa: N806
+    d = hidden_size(sites)
+    r_max = max(section.ranks)
+    out: dict[str, Any] = {}
+    for p in proxies:
+        if p in UNDEFINED:
+            continue
+        proxy = PROXIES.get(p)()
+        curves = {}
+        for key, g in G.items():
+            pseudo = type("V", (), {"key": key, "d_in": d, "d_out": d})()
+            A, B = virtual_adapter(pseudo, r_max, seed)  # type: ignore[arg-type]  # noqa: N806
+            curves[key] = [float(v) for v in proxy.curve(SiteState(g, A, B, 2.0))]
+        out[p] = curves
+    return out

@@ -26,20 +26,32 @@ COUNT = Int(lo=0)
 SECONDS = Num(lo=0)
 DIGITS = r"[0-9]{1,18}"
 
-ALLOCATION = Obj(
-    optional={
-        "lora": MapOf(RANK, what="a mapping of site -> rank"),
-        "shortcut": ListOf(Obj({"layer": LAYER, "ctype": Str(), "rank": RANK}, what="a shortcut element"),
-                           what="a list of shortcut elements"),
-        "bank": ListOf(Obj({"role": Str(), "layers": ListOf(LAYER, min_len=1), "rank": RANK, "variant": Str()},
-                           what="a bank element"), what="a list of bank elements"),
-        "mos": ListOf(Obj({"role": Str(), "r_e": COUNT, "shards": COUNT, "r_p": COUNT,
-                           "ranks": MapOf(RANK, key=DIGITS, key_what="a layer number", min_len=1)},
-                          what="a MoS element"), what="a list of MoS elements"),
-    },
-    closed=True,
-    what="an allocation (an object with lora, shortcut, bank, mos)",
-)
+# The shipped kinds' element fields, checked here so a damaged file is named field by field; a
+# kind added later (adapters/<kind>/) gets a list of element objects, which its element's
+# from_dict checks when the allocation is used (a UserError naming the kind).
+_KIND_SECTIONS: dict[str, Any] = {
+    "lora": MapOf(RANK, what="a mapping of site -> rank"),
+    "shortcut": ListOf(Obj({"layer": LAYER, "ctype": Str(), "rank": RANK}, what="a shortcut element"),
+                       what="a list of shortcut elements"),
+    "bank": ListOf(Obj({"role": Str(), "layers": ListOf(LAYER, min_len=1), "rank": RANK, "variant": Str()},
+                       what="a bank element"), what="a list of bank elements"),
+    "mos": ListOf(Obj({"role": Str(), "r_e": COUNT, "shards": COUNT, "r_p": COUNT,
+                       "ranks": MapOf(RANK, key=DIGITS, key_what="a layer number", min_len=1)},
+                      what="a MoS element"), what="a list of MoS elements"),
+}
+
+
+def _allocation_spec() -> Obj:
+    """Every registered kind's section (space/kinds.py), the shipped ones in detail."""
+    from heterosearch.space.kinds import SECTIONS
+
+    sections = dict(_KIND_SECTIONS)
+    for name in SECTIONS.names():
+        sections.setdefault(name, ListOf(Obj(what=f"a {name} element"), what=f"a list of {name} elements"))
+    return Obj(optional=sections, closed=True, what=f"an allocation (an object with {', '.join(sections)})")
+
+
+ALLOCATION = _allocation_spec()
 SITE = Obj({"key": Str(), "layer": LAYER, "role": Str()},
            {"name": Str(), "d_in": Int(lo=1), "d_out": Int(lo=1)}, what="a site (key, layer, role, ...)")
 METRICS = MapOf(Num(), key_what="a metric name", what="an object of metric -> finite number")

@@ -1,0 +1,85 @@
+"""Checked reading of search-space fields: errors that name the file and the field (torch-free).
+
+Shared by every kind's YAML section (``adapters/<kind>/config.py``) and by ``space/config.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+from heterosearch.errors import UserError
+
+KNOWN_ROLES = ("q", "k", "v", "qkv", "o", "ffn_gate", "ffn_in", "ffn_out")
+
+
+class Where:
+    """Builds error messages that say which file and which field is wrong."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> UserError:
+        return UserError(f"search space {self.source}: {path}: {message}")
+
+    def check_keys(self, path: str, data: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+        if not isinstance(data, dict):
+            raise self.fail(path or "top level", f"expected a mapping, got {type(data).__name__}")
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(
+                    f"{path}.{key}" if path else str(key),
+                    f"unknown key{hint}; allowed: {', '.join(allowed)}",
+                )
+        for key in required:
+            if key not in data:
+                raise self.fail(f"{path}.{key}" if path else key, "missing required key")
+
+    def int_list(self, path: str, value: Any, minimum: int = 0) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a non-empty list of integers, got {value!r}")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise self.fail(path, f"expected integers >= {minimum}, got {v!r}")
+        if len(set(value)) != len(value):
+            raise self.fail(path, f"duplicate values in {value!r}")
+        return tuple(sorted(value))
+
+    def number(self, path: str, value: Any, minimum: float = 0.0, strict: bool = True, maximum: float = 1e300) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+            raise self.fail(path, f"expected a finite number, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            raise self.fail(path, f"expected a number {'>' if strict else '>='} {minimum}, got {value!r}")
+        if value > 1e300:  # float() of a huge int overflows
+            raise self.fail(path, f"expected a finite number, got {value!r}")
+        if value > maximum:
+            raise self.fail(path, f"expected a number <= {maximum:g}, got {value!r}")
+        return float(value)
+
+    def roles(self, path: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a non-empty list of roles, got {value!r}")
+        for role in value:
+            if role not in KNOWN_ROLES:
+                close = difflib.get_close_matches(str(role), KNOWN_ROLES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(path, f"unknown role {role!r}{hint}; known: {', '.join(KNOWN_ROLES)}")
+        if len(set(value)) != len(value):
+            raise self.fail(path, f"duplicate roles in {value!r}")
+        return tuple(value)
+
+    def choices(self, path: str, value: Any, legal: tuple[str, ...]) -> tuple[str, ...]:
+        """A non-empty list of values from ``legal``."""
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a non-empty list from {', '.join(legal)}, got {value!r}")
+        for v in value:
+            if v not in legal:
+                close = difflib.get_close_matches(str(v), legal, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(path, f"unknown value {v!r}{hint}; legal: {', '.join(legal)}")
+        return tuple(value)
