@@ -476,6 +476,18 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     return winner, summary
 
 
+def write_peft_native(run: Run, winner: Allocation) -> Path | None:
+    """RUN/adapter/: the trained LoRA-only winner as a folder plain PEFT loads (export/peft_native.py)."""
+    from heterosearch.export.loader import load_adapters
+    from heterosearch.export.peft_native import ADAPTER_DIR, public_model_id, save_peft_adapter
+
+    if not winner.lora or winner.elements:
+        return None  # banks, pools, shortcuts: heterosearch.load_adapters (no PEFT form)
+    model = load_adapters(run.new_model(), run.out)
+    return save_peft_adapter(model, winner, run.site_map, run.space.lora.scaling, run.path(ADAPTER_DIR),
+                             base_model_id=public_model_id(run.cfg.model), task_type="SEQ_CLS")
+
+
 def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     """allocation.json (ours) + adapter_config.json (PEFT), checked by loading it with PEFT."""
     from heterosearch.export import check_peft_roundtrip, lora_config, save_lora_config, write_allocation
@@ -539,6 +551,8 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
             "allocation": alloc.to_dict(),
         }
         done[label] = entry
+        if label == "winner":
+            write_peft_native(run, alloc)
         write_json(path, done)  # after each model, so a resumed run skips it
         run.timings[f"train_{label}"] = time.perf_counter() - t0
     done["train_config"] = cfg.to_dict()

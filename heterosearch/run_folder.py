@@ -45,9 +45,13 @@ OWNED = (
     "plots/*.png",
     "checkpoints/*.pt",
     "checkpoints/.*.tmp",
+    "adapter/adapter_config.json",  # the PEFT-native folder of a LoRA-only winner (export/peft_native.py)
+    "adapter/adapter_model.safetensors",
+    "adapter/.*.tmp",
+    "adapter/.peft-*",
 )
 #: Sub-folders heterosearch creates; a frontier's per-budget folders are run folders themselves.
-OWNED_DIRS = ("plots", "checkpoints")
+OWNED_DIRS = ("plots", "checkpoints", "adapter")
 BUDGET_DIR = "b[0-9]*"
 
 

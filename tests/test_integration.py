@@ -118,6 +118,27 @@ def test_adapter_config_loads_with_peft(run_dir: Path, results: dict[str, Any]) 
     assert trainable_lora == results["params"]
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_adapter_folder_is_peft_native(run_dir: Path, results: dict[str, Any]) -> None:
+    """RUN/adapter/ (LoRA-only winner): plain PEFT loads it and computes heterosearch's logits."""
+    import torch
+    from peft import PeftModel
+
+    from heterosearch import load_adapters
+    from heterosearch.export.peft_native import PACKAGED_PUBLIC_ID
+    from heterosearch.models import load_model
+
+    saved = _read(run_dir / "adapter" / "adapter_config.json")
+    assert saved["base_model_name_or_path"] == PACKAGED_PUBLIC_ID  # never a local path
+    assert not any(t.startswith("bert.") for t in saved["target_modules"])  # relative: matches AutoModel too
+    ours = load_adapters(load_model(None, 2, 0)[0], run_dir)
+    theirs = PeftModel.from_pretrained(load_model(None, 2, 0)[0], run_dir / "adapter")
+    batch = {"input_ids": torch.tensor([[101, 2023, 2003, 1037, 3231, 102]]), "attention_mask": torch.ones(1, 6, dtype=torch.long)}
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(**batch).logits, ours(**batch).logits, atol=1e-5, rtol=0)
+
+
 def test_stage_commands_reproduce_the_winner(run_dir: Path, data_dir: Path, results: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "staged"
     run_ok(["score", "--task", "mrpc", "--data-dir", str(data_dir), "--score-batches", "2", "--out", str(out)])
