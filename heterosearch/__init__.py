@@ -14,7 +14,16 @@ __version__ = "0.1.0"
 # so the space and allocation registries (space/kinds.py) are full whatever module is imported first.
 import heterosearch.adapters  # noqa: E402, F401
 
-__all__ = ["__version__", "load_adapters"]
+__all__ = ["__version__", "SearchResult", "load", "load_adapters", "search"]
+
+
+def __getattr__(name: str) -> Any:
+    # The API module imports nothing heavy at module level, but keep `import heterosearch` minimal.
+    if name in ("search", "load", "SearchResult"):
+        from heterosearch import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'heterosearch' has no attribute {name!r}")
 
 
 def load_adapters(model: Any, path: Any, seed: int = 0) -> Any:

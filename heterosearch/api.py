@@ -1,0 +1,240 @@
+"""The Python API: ``heterosearch.search`` -> a result that PEFT, Trainer and the CLI's files understand.
+
+    import heterosearch
+    result = heterosearch.search(model, train_dataset, budget="83k", tokenizer=tokenizer)
+    peft_model = get_peft_model(model, result.lora_config())      # plain PEFT from here on
+    result.save("my-allocation")                                  # allocation.json (+ adapter_config.json)
+
+``search`` scores the model's sites with a zero-cost proxy on a few training batches, then
+finds the allocation with the best proxy objective under the budget, exactly (the knapsack the
+CLI's ``run`` also solves; its Optuna study explores the same objective). It never trains, and
+writes nothing unless ``save`` is called. ``train_data`` may be a ``datasets.Dataset`` (already
+tokenized: ``input_ids``, optional ``attention_mask`` / ``token_type_ids``, ``label`` or
+``labels``), a PyTorch ``DataLoader`` (or any iterable) of batch dicts, or a task name
+(``"mrpc"``: the task's training file, tokenized with ``tokenizer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heterosearch.errors import UserError
+from heterosearch.space.allocation import Allocation
+
+
+@dataclass
+class SearchResult:
+    """The searched allocation of one model under one budget."""
+
+    allocation: Allocation
+    params: int  # exact adapter parameters (shared tensors once)
+    budget: int
+    proxy: str
+    objective: float  # the proxy objective at the optimum (sum of the chosen options' scores, normalised)
+    space: Any  # SearchSpace
+    sites: dict[str, Any] = field(repr=False)  # site key -> Site, every adaptable site of the model
+    base_model_id: str | None = None
+    prefix: str = ""  # the task wrapper's base_model_prefix ("bert"): stripped from PEFT module names
+
+    def lora_config(self, task_type: str | None = "SEQ_CLS", **overrides: Any) -> Any:
+        """A ``peft.LoraConfig`` for ``get_peft_model``: one rank per module, relative module names
+        (they match the task model and the bare backbone), the run's scale rule. LoRA-only allocations."""
+        from heterosearch.export.peft_native import native_lora_config
+
+        if self.allocation.elements:
+            kinds = ", ".join(sorted(self.allocation.elements))
+            raise UserError(f"this allocation has {kinds} elements, which PEFT cannot express: use result.apply(model)")
+        config = native_lora_config(self.allocation, self.sites, self.space.lora.scaling, self.base_model_id,
+                                    self.prefix, None, task_type)
+        for k, v in overrides.items():
+            setattr(config, k, v)
+        return config
+
+    def apply(self, model: Any, seed: int = 0) -> Any:
+        """Adapt ``model`` in place with heterosearch's own modules (every kind); only adapters and head train."""
+        from heterosearch.adapters import apply_allocation
+        from heterosearch.models import discover_sites
+
+        return apply_allocation(model, discover_sites(model), self.allocation, self.space.lora.scaling, seed=seed)
+
+    def save(self, directory: str | Path) -> Path:
+        """``allocation.json`` (loadable by ``heterosearch.load``), plus ``adapter_config.json`` if LoRA-only."""
+        from heterosearch.export.allocation_file import write_allocation
+        from heterosearch.export.peft_config import save_lora_config
+        from heterosearch.pipeline import versions
+
+        out = Path(directory)
+        write_allocation(out / "allocation.json", self.allocation, self.sites, self.space.lora.scaling,
+                         model=self.base_model_id, space={"name": self.space.name, "version": self.space.version},
+                         budget=self.budget, proxy=self.proxy, versions=versions())
+        if self.allocation.lora and not self.allocation.elements:
+            save_lora_config(self.lora_config(), out)
+        return out
+
+
+def search(
+    model: Any,
+    train_data: Any,
+    budget: int | str,
+    space: str | Path = "lora",
+    proxy: str = "spectral",
+    objective: str = "proxy",
+    tokenizer: Any = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    score_batches: int = 8,
+    seed: int = 0,
+) -> SearchResult:
+    """Search where ``model``'s LoRA parameters go under ``budget`` (see the module doc).
+
+    ``model``: a Hugging Face model with its task head (e.g. ``AutoModelForSequenceClassification``);
+    it is scored, not changed. ``objective``: ``"proxy"`` (the zero-cost objective; the only one
+    without training). Raises ``UserError`` on bad input.
+    """
+    import math
+
+    from heterosearch.models import discover_sites
+    from heterosearch.proxies import PROXIES, score_candidates
+    from heterosearch.search.build import build_problem, decode
+    from heterosearch.space import load_space
+    from heterosearch.space.budget import parse_budget
+
+    if objective != "proxy":
+        raise UserError(f"objective {objective!r} is not available from the Python API yet (known: proxy)")
+    PROXIES.get(proxy)
+    b = parse_budget(str(budget)) if not isinstance(budget, int) else budget
+    if not (isinstance(b, int) and b > 0):
+        raise UserError(f"budget must be a positive number of adapter parameters, got {budget!r}")
+    if not (1 <= score_batches <= 100_000 and 1 <= batch_size <= 4096 and 0 <= seed < 2**32):
+        raise UserError("score_batches, batch_size and seed must be in [1, 1e5], [1, 4096] and [0, 2**32)")
+    the_space = load_space(str(space))
+    all_sites = discover_sites(model)
+    roles = set(the_space.lora.roles)
+    sites = [s for s in all_sites if s.role in roles]
+    if not sites:
+        raise UserError(f"space {the_space.name!r} adapts roles {sorted(roles)}, which this model does not have")
+    batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches, seed)
+    grads: dict[str, Any] = {}
+    scores = score_candidates(model, sites, batches, [proxy], max(the_space.lora.ranks), the_space.lora.scaling, seed,
+                              keep_grads=grads)
+    if set(the_space.kinds) - {"lora"}:
+        from heterosearch.proxies.kinds import score_kinds
+
+        scores.kinds, scores.undefined = score_kinds(model, sites, batches, the_space, grads, [proxy], seed)
+    problem = build_problem(the_space, sites, scores, proxy, b)
+    exact = problem.solve()
+    allocation = decode(exact.choice, the_space, sites)
+    site_map = {s.key: s for s in all_sites}
+    value = float(exact.value)
+    return SearchResult(
+        allocation=allocation, params=allocation.params(site_map), budget=b, proxy=proxy,
+        objective=value if math.isfinite(value) else 0.0, space=the_space, sites=site_map,
+        base_model_id=getattr(model, "name_or_path", None) or None,
+        prefix=getattr(model, "base_model_prefix", "") or "",
+    )
+
+
+def load(directory: str | Path, model: Any = None, seed: int = 0) -> Any:
+    """Rebuild an adapted model from a run or export folder.
+
+    A PEFT-native folder (``RUN/adapter/``) loads through PEFT; otherwise ``allocation.json`` is
+    re-applied to ``model`` (default: the model the folder names) with its trained tensors if present.
+    """
+    from heterosearch.export.loader import load_adapters
+
+    folder = Path(directory)
+    if model is None:
+        from heterosearch.export.allocation_file import read_allocation
+
+        alloc_file = folder if folder.is_file() else folder / "allocation.json"
+        if not alloc_file.is_file():
+            raise UserError(f"{folder}: no allocation.json (pass a run or export folder)")
+        _, data = read_allocation(alloc_file)
+        from heterosearch.models import load_model
+
+        name = data.get("model")
+        model, _ = load_model(None if name in (None, "all-MiniLM-L6-v2") else name, 2, seed)
+    return load_adapters(model, folder, seed=seed)
+
+
+# ---------------------------------------------------------------- train_data -> scoring batches
+
+
+def _batches(train_data: Any, tokenizer: Any, model: Any, batch_size: int, max_length: int, n: int,
+             seed: int) -> list[dict[str, Any]]:
+    """The first ``n`` training batches, as dicts of tensors with labels (what the proxies read)."""
+    if isinstance(train_data, str):
+        return _task_batches(train_data, tokenizer, batch_size, max_length, n, seed)
+    if hasattr(train_data, "column_names") and hasattr(train_data, "select"):  # a datasets.Dataset
+        return _dataset_batches(train_data, tokenizer, model, batch_size, n, seed)
+    if isinstance(train_data, Iterable):  # a DataLoader, or a list of batch dicts
+        out = []
+        for batch in train_data:
+            if len(out) == n:
+                break
+            out.append(_check_batch(dict(batch)))
+        if not out:
+            raise UserError("train_data yielded no batches")
+        return out
+    raise UserError(f"train_data must be a task name, a datasets.Dataset or an iterable of batches, "
+                    f"got {type(train_data).__name__}")
+
+
+def _check_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    if "label" in batch and "labels" not in batch:
+        batch["labels"] = batch.pop("label")
+    missing = [k for k in ("input_ids", "labels") if k not in batch]
+    if missing:
+        raise UserError(f"a training batch needs {', '.join(missing)} (got keys {sorted(batch)[:8]})")
+    return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for k, v in batch.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+
+
+def _dataset_batches(ds: Any, tokenizer: Any, model: Any, batch_size: int, n: int, seed: int) -> list[dict[str, Any]]:
+    import numpy as np
+
+    if "input_ids" not in ds.column_names:
+        raise UserError("the Dataset has no input_ids column: tokenize it first (dataset.map(tokenizer...))")
+    keep = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label", "labels") if c in ds.column_names]
+    order = np.random.default_rng(seed).permutation(len(ds))[: n * batch_size]
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    if pad_id is None:
+        pad_id = getattr(model.config, "pad_token_id", None) or 0
+    out = []
+    for start in range(0, len(order), batch_size):
+        rows = ds.select(order[start:start + batch_size].tolist())
+        out.append(_check_batch(_pad({c: rows[c] for c in keep}, pad_id)))
+    return out
+
+
+def _pad(columns: Mapping[str, Sequence[Any]], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    width = max(len(x) for x in columns["input_ids"])
+    out: dict[str, Any] = {}
+    for c, values in columns.items():
+        if c in ("label", "labels"):
+            out[c] = torch.as_tensor(values)
+            continue
+        fill = pad_id if c == "input_ids" else 0
+        out[c] = torch.tensor([list(v) + [fill] * (width - len(v)) for v in values])
+    if "attention_mask" not in out:
+        out["attention_mask"] = torch.tensor([[1] * len(v) + [0] * (width - len(v)) for v in columns["input_ids"]])
+    return out
+
+
+def _task_batches(task: str, tokenizer: Any, batch_size: int, max_length: int, n: int, seed: int) -> list[dict[str, Any]]:
+    from heterosearch.tasks import TASKS, load_task_data
+    from heterosearch.tasks.batching import collate, encode, train_batches
+
+    if tokenizer is None:
+        raise UserError(f"train_data={task!r} is a task name: pass tokenizer= to tokenize it")
+    spec = TASKS.get(task)
+    data = load_task_data(spec)
+    enc = encode(tokenizer, data.train.texts, data.train.labels, spec.num_labels == 1, max_length)
+    return [collate(tokenizer, enc, i) for i in train_batches(enc, batch_size, seed, epoch=0)[:n]]
