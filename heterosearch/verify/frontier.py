@@ -1,7 +1,7 @@
 """The accuracy-vs-budget frontier: search at each budget, then train the winner and the baselines.
 
 ``frontier(...)`` makes one run folder per budget under ``OUT/`` (``OUT/b41500/`` ...): scoring,
-search and export as ``heterosearch run`` does them (``pipeline.run_all`` without its one-seed
+search and export as ``heterosearch run`` does them (``pipeline.stages.run_all`` without its one-seed
 training), then ``verify_run`` trains every method for that budget's seeds. Every stage and
 every (method, seed) training is kept on disk, so rerunning the same command resumes.
 
@@ -69,7 +69,8 @@ def frontier(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``."""
-    from heterosearch.pipeline import RunConfig, run_all, versions
+    from heterosearch.pipeline.config import RunConfig, versions
+    from heterosearch.pipeline.stages import run_all
     from heterosearch.verify.seeds import parse_methods, verify_run
 
     budgets = sorted({int(b) for b in budgets})

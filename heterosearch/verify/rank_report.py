@@ -246,7 +246,9 @@ def rank_report(
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
 
-    from heterosearch.pipeline import Run, RunConfig, stage_score, versions
+    from heterosearch.pipeline.config import RunConfig, versions
+    from heterosearch.pipeline.folder import Run
+    from heterosearch.pipeline.stages import stage_score
     from heterosearch.proxies import PROXIES
     from heterosearch.train import train_allocation
     from heterosearch.verify.seeds import model_factory
@@ -267,7 +269,7 @@ def rank_report(
                     **({"train_epochs": train_epochs} if train_epochs is not None else {}))
     run = Run.open(cfg, resume=True)
     scores = stage_score(run)
-    run.__dict__.pop("_first_model", None)
+    run.drop_spare_model()  # every sample trains from a fresh model
     proxies = list(scores.curves)
     signs = {p: 1.0 if PROXIES.get(p).higher_is_better else -1.0 for p in proxies}
     train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])

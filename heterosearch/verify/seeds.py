@@ -180,7 +180,9 @@ def summarize(runs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], win
 # -- the run ------------------------------------------------------------------------------
 def open_run(run_dir: Path) -> Any:
     """The run folder's ``Run`` (settings from config.json), without rewriting config.json."""
-    from heterosearch.pipeline import CONFIG_FILE, Run, RunConfig
+    from heterosearch.pipeline.config import RunConfig
+    from heterosearch.pipeline.files import CONFIG_FILE
+    from heterosearch.pipeline.folder import Run
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
@@ -238,7 +240,7 @@ def _seed_list(seeds: int | Sequence[int], first: int) -> list[int]:
 
 def _from_verify_json(run: Any, method: str, seed: int, plan: Planned, cfg: Any) -> dict[str, Any] | None:
     """The run's own verify.json already trained winner and uniform q,v at the run's seed: reuse them."""
-    from heterosearch.pipeline import VERIFY_FILE
+    from heterosearch.pipeline.files import VERIFY_FILE
 
     path = run.path(VERIFY_FILE)
     if seed != run.cfg.seed or method not in ("winner", "uniform_qv") or not path.is_file():
@@ -333,7 +335,8 @@ def _verify_run(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train every method for every seed (skipping finished pairs), then write the statistics."""
-    from heterosearch.pipeline import SCORES_FILE, load_winner
+    from heterosearch.pipeline.files import SCORES_FILE
+    from heterosearch.pipeline.stages import load_winner
     from heterosearch.proxies import Scores
 
     t_start = time.perf_counter()
@@ -391,7 +394,7 @@ def _verify_run(
         }
     )
     run.tokenizer  # noqa: B018  (loads the tokenizer; drop the model it loaded alongside)
-    run.__dict__.pop("_first_model", None)
+    run.drop_spare_model()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     state["splits"] = sorted(evals)
     state["test_split"] = "the GLUE dev file (report only; GLUE test labels are private)"
