@@ -398,7 +398,7 @@ def rank_report_cmd(
     """
     from heterosearch.report.render import render_run_report
     from heterosearch.verify import rank_report
-    from heterosearch.verify.rank_report import NOISY_BELOW
+    from heterosearch.verify.ranking import NOISY_BELOW
 
     b = _budget(budget)
     if b is None:

@@ -253,7 +253,8 @@ def _load_winner(w: dict[str, Any]) -> None:
 def _verify_json_reuse(w: dict[str, Any]) -> None:
     """What `verify` does with verify.json: reuse the run's own trainings, then summarise them."""
     from heterosearch.space.allocation import Allocation
-    from heterosearch.verify.seeds import _from_verify_json, summarize
+    from heterosearch.verify.seeds import _from_verify_json
+    from heterosearch.verify.statistics import summarize
 
     pristine = json.loads((w["run"] / "verify.json").read_text())
     run = SimpleNamespace(cfg=SimpleNamespace(seed=0), path=lambda name: w["scratch"] / name)

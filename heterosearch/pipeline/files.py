@@ -31,6 +31,7 @@ VERIFY_FILE = "verify.json"  # written by the `train` stage (stage_verify): one 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 STUDY_FILE = "study.journal"
+VERIFY_SEEDS_FILE = "verify_seeds.json"  # written by the `verify` command (heterosearch.verify), not by a stage
 
 
 @dataclass(frozen=True)
