@@ -230,7 +230,7 @@ class ArrayProblem:
 
 
 def search_problem(b: Bench) -> Any:
-    """Exactly the pipeline's problem (pipeline.search_problem) on the spectral scores."""
+    """Exactly the pipeline's problem (search.build.build_problem, as stage_search builds it) on the spectral scores."""
     from heterosearch.space import lora_params
 
     keys = [s.key for s in b.sites]

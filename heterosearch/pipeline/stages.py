@@ -115,7 +115,7 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "winner": winner.to_dict(),
         "history": result.history,
     }
-    summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (stages.py)
+    summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
     write_json(run.path(SEARCH_FILE), summary)
     run.timings["search"] = time.perf_counter() - t0
     say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
@@ -158,7 +158,11 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
 
 
 def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
-    """Short-train the winner and the uniform baseline with the same seed, data order and schedule."""
+    """The CLI's ``train`` stage: short-train the winner and the uniform baseline with the same seed, data order and schedule.
+
+    Writes ``verify.json`` (the name run folders have always had); the multi-seed evidence is the
+    ``verify`` command's (``heterosearch.verify``), not this stage's.
+    """
     from heterosearch.train import train_allocation
 
     path = run.path(VERIFY_FILE)
@@ -196,6 +200,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
 
 
 def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: dict[str, Any] | None, scores: Any) -> dict[str, Any]:
+    """results.json (every stage's outcome in one file; ``verify`` is the train stage's verify.json) and report.md."""
     from heterosearch.report.render import render_run_report
 
     results = {
@@ -224,6 +229,7 @@ def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: 
 
 
 def run_all(cfg: RunConfig, resume: bool = False, overwrite: bool = False, verify: bool = True) -> dict[str, Any]:
+    """``heterosearch run``: every stage in order (``verify=False`` skips the train stage), holding the folder's lock."""
     t0 = time.perf_counter()
     out = Path(cfg.out or cfg.default_out())
     held_before = run_folder.holds(out)
@@ -262,7 +268,7 @@ def check_exported(run: Run, winner: Allocation) -> None:
 
 
 def check_searched(run: Run, search: dict[str, Any]) -> None:
-    """Export reads search.json: it must come from the scores in the folder now (stages.py)."""
+    """Export reads search.json: it must come from the scores in the folder now (pipeline/files.py)."""
     check_current(run.out, "export", {SEARCH_FILE: search})
 
 
