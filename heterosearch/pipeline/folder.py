@@ -21,6 +21,15 @@ from heterosearch.pipeline.files import CONFIG_FILE
 from heterosearch.pipeline.inputs import RunInputs
 
 
+def stored_config(run_dir: Path, **overrides: Any) -> RunConfig:
+    """The settings recorded in ``run_dir/config.json``, with ``overrides`` (those not None) replacing them."""
+    stored = dict(read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"])
+    stored.update({k: v for k, v in overrides.items() if v is not None})
+    stored["proxies"] = tuple(stored.get("proxies", ()))
+    stored["out"] = str(run_dir)
+    return RunConfig(**stored)
+
+
 @dataclass
 class Run(RunInputs):
     """A run folder plus the lazily loaded model, data and sites it needs."""
@@ -86,11 +95,7 @@ class Run(RunInputs):
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG_FILE).is_file():
             raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); start one with `heterosearch score` or `run`")
-        stored = read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"]
-        stored.update({k: v for k, v in overrides.items() if v is not None})
-        stored["proxies"] = tuple(stored.get("proxies", ()))
-        stored["out"] = str(run_dir)
-        run = cls(cfg=RunConfig(**stored), out=run_dir)
+        run = cls(cfg=stored_config(run_dir, **overrides), out=run_dir)
         run.check_budget()
         run_folder.lock(run_dir)
         return run  # the caller saves config.json once its stage has succeeded (a failed command changes nothing)

@@ -30,3 +30,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def without_seed(self) -> dict[str, Any]:
+        """``to_dict`` minus the seed: what the trainings of one recipe over several seeds share."""
+        d = self.to_dict()
+        d.pop("seed", None)
+        return d

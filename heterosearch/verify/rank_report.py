@@ -103,7 +103,7 @@ def rank_report(
 
     path = run.path(RANK_REPORT_FILE)
     old = read_run_file(path, RANK_REPORT_FILE) if path.is_file() else {}
-    same_setup = old.get("train_config") == _cfg_dict(train_cfg) and old.get("seeds") == seeds
+    same_setup = old.get("train_config") == train_cfg.without_seed() and old.get("seeds") == seeds
     done = {_akey(c["allocation"]): c for c in old.get("candidates", []) if same_setup}
     uniform_old = old.get("uniform") if same_setup else None
 
@@ -137,7 +137,7 @@ def rank_report(
         "proxies_scored": proxies,
         "signs": {p: "+" if s > 0 else "-" for p, s in signs.items()},
         "scoring": scores.meta,
-        "train_config": _cfg_dict(train_cfg),
+        "train_config": train_cfg.without_seed(),
         "candidates": candidates,
         "versions": versions(),
     }
@@ -211,8 +211,3 @@ def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str) -> None:
 def _akey(allocation: dict[str, Any]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(allocation.get("lora", {}).items()))
 
-
-def _cfg_dict(cfg: Any) -> dict[str, Any]:
-    d = cfg.to_dict()
-    d.pop("seed", None)
-    return d

@@ -38,17 +38,13 @@ FORMAT_VERSION = 1
 # -- the run ------------------------------------------------------------------------------
 def open_run(run_dir: Path) -> Any:
     """The run folder's ``Run`` (settings from config.json), without rewriting config.json."""
-    from heterosearch.pipeline.config import RunConfig
     from heterosearch.pipeline.files import CONFIG_FILE
-    from heterosearch.pipeline.folder import Run
+    from heterosearch.pipeline.folder import Run, stored_config
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); make one with `heterosearch run`")
-    stored = dict(read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"])
-    stored["proxies"] = tuple(stored.get("proxies", ()))
-    stored["out"] = str(run_dir)
-    run = Run(cfg=RunConfig(**stored), out=run_dir)
+    run = Run(cfg=stored_config(run_dir), out=run_dir)
     from heterosearch import run_folder
 
     run_folder.lock(run_dir)  # verify writes verify_seeds.json: one writer per folder
@@ -68,12 +64,6 @@ def model_factory(run: Any, seed: int) -> Any:
 
 def _train_config(run: Any, train_epochs: float | None, max_train_steps: int | None) -> Any:
     return run.cfg.train_config(epochs=train_epochs, max_steps=max_train_steps)
-
-
-def _without_seed(cfg: Any) -> dict[str, Any]:
-    d = cfg.to_dict()
-    d.pop("seed", None)
-    return d
 
 
 def parse_methods(methods: str | Sequence[str] | None) -> list[str]:
@@ -225,7 +215,7 @@ def _verify_run(
 
     path = run.path(VERIFY_SEEDS_FILE)
     state: dict[str, Any] = read_run_file(path, VERIFY_SEEDS_FILE) if path.is_file() and not overwrite else {}
-    if state and state.get("train_config") != _without_seed(cfg):
+    if state and state.get("train_config") != cfg.without_seed():
         raise UserError(
             f"{path} was trained with other settings ({state.get('train_config')}); "
             "pass the same --train-epochs/--max-train-steps, or --overwrite to start over"
@@ -247,7 +237,7 @@ def _verify_run(
             "methods_order": [m for m in METHODS if m in set(names) | set(method_info)],
             "methods": method_info,
             "unavailable": unavailable,
-            "train_config": _without_seed(cfg),
+            "train_config": cfg.without_seed(),
             "runs": runs,
         }
     )
