@@ -2,8 +2,9 @@
 
 Reads whichever of these the folder has: ``results.json`` (the run; its section is
 ``markdown.render_report``), ``search.json`` (search history), ``scores.json`` (site
-shapes, when ``results.json`` is absent), ``verify_seeds.json`` (``heterosearch verify``)
-and ``rank_report.json`` (``heterosearch rank-report``). Never loads a model.
+shapes, when ``results.json`` is absent), ``verify_seeds.json`` (the ``verify`` command; the ``train``
+stage's ``verify.json`` reaches the report through ``results.json``), ``rank_report.json``
+(``heterosearch rank-report``) and ``frontier.json`` (``heterosearch frontier``). Never loads a model.
 """
 
 from __future__ import annotations

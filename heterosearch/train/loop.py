@@ -1,6 +1,6 @@
-"""The short verification training: one loop that reads top to bottom (nanoGPT style).
+"""The short training of an allocation: one loop that reads top to bottom (nanoGPT style).
 
-``TrainConfig`` holds the recipe; the run's recipe (``RunConfig``) was chosen by the sweep in
+``TrainConfig`` (``train/config.py``) holds the recipe; the run's recipe (``RunConfig``) was chosen by the sweep in
 ``benchmarks/recipe_sweep.py`` on the validation split (reports/README.md): AdamW, batch 32,
 max length 128, LoRA scale s = 2 sqrt(2) / sqrt(r), 6 % linear warm-up then linear decay to 0.
 Winner and baselines train with the same seed, so they see the same data order, schedule and head initialisation.
