@@ -213,7 +213,7 @@ class ArrayProblem:
     budget: int
 
     def as_problem(self) -> Any:
-        from heterosearch.search import Problem
+        from heterosearch.optimize import Problem
 
         return Problem.from_arrays(self.keys, self.ranks, self.values, self.costs, self.budget)
 
@@ -230,7 +230,7 @@ class ArrayProblem:
 
 
 def search_problem(b: Bench) -> Any:
-    """Exactly the pipeline's problem (pipeline.search_problem) on the spectral scores."""
+    """Exactly the pipeline's problem (search.build.build_problem, as stage_search builds it) on the spectral scores."""
     from heterosearch.space import lora_params
 
     keys = [s.key for s in b.sites]
@@ -259,7 +259,7 @@ def own_study(problem: Any, exact: float, n_trials: int, seed: int, variant: str
     rows = np.arange(len(keys))
     grouped = problem.as_problem()
 
-    from heterosearch.search.study import make_sampler
+    from heterosearch.optimize.study import make_sampler
 
     if variant.startswith("nsga2"):
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=30)
@@ -300,7 +300,7 @@ def own_study(problem: Any, exact: float, n_trials: int, seed: int, variant: str
 
 
 def bench_search(b: Bench) -> None:
-    from heterosearch.search import run_search
+    from heterosearch.optimize import run_search
 
     problem = search_problem(b)
     ex = problem.solve()
@@ -572,7 +572,7 @@ def tiny_bert(layers: int, hidden: int) -> torch.nn.Module:
 def scale_point(model: torch.nn.Module, ranks: list[int], batches: list[Any], trials: int, tmp: Path, tag: str) -> dict[str, Any]:
     from heterosearch.models import discover_sites
     from heterosearch.proxies import score_candidates
-    from heterosearch.search import run_search
+    from heterosearch.optimize import run_search
     from heterosearch.space import lora_params
     from heterosearch.space.allocation import largest_uniform_rank, uniform_allocation
 
@@ -811,7 +811,7 @@ def render(b: Bench, info: dict[str, Any], argv: list[str], total: float) -> str
                 f"{x['wall']:.1f} | {x['exact_seconds']:.3f} | {x['load']} |")
         add("")
         add("Sampler variants, built in this script with the same objective, budget, baseline trial and sampler "
-            "(`heterosearch.search.study.make_sampler`) unless stated:")
+            "(`heterosearch.optimize.study.make_sampler`) unless stated:")
         add("")
         add("| variant | trials | seeds | best / exact per seed | seconds per seed |")
         add("|---|---|---|---|---|")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 # The adapter kinds register themselves on import (torch-free: their layers load on first use),
 # so the space and allocation registries (space/kinds.py) are full whatever module is imported first.
 import heterosearch.adapters  # noqa: E402, F401
+from heterosearch.version import __version__
 
 __all__ = ["__version__", "SearchResult", "load", "load_adapters", "search"]
 

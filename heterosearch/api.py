@@ -1,4 +1,4 @@
-"""The Python API: ``heterosearch.search`` -> a result that PEFT, Trainer and the CLI's files understand.
+"""The Python API: ``heterosearch.optimize`` -> a result that PEFT, Trainer and the CLI's files understand.
 
     import heterosearch
     result = heterosearch.search(model, train_dataset, budget="83k", tokenizer=tokenizer)
@@ -98,7 +98,7 @@ def search(
 
     from heterosearch.models import discover_sites
     from heterosearch.proxies import PROXIES, score_candidates
-    from heterosearch.search.build import build_problem, decode
+    from heterosearch.optimize.build import build_problem, decode
     from heterosearch.space import load_space
     from heterosearch.space.budget import parse_budget
 

@@ -1,20 +1,60 @@
 """The ``heterosearch`` command: one thin command per pipeline stage, plus ``run``, ``ls``, ``validate``.
 
+Each command checks its options (``options.py``), does the work, and prints (``console.py``).
 Heavy libraries are imported inside the commands, so ``--help`` is instant. Bad input
 (``UserError``) becomes one line on stderr and exit code 2, never a traceback.
+
+Commands and what they call (and write):
+- stages of a run (``heterosearch.pipeline``): ``score`` -> ``stage_score`` (scores.json), ``search`` ->
+  ``stage_search`` (search.json), ``export`` -> ``stage_export`` (allocation.json), ``train`` ->
+  ``stage_verify`` (verify.json: winner vs uniform baseline, one seed; results.json, report.md);
+  ``run`` -> ``run_all``, all four in order;
+- evidence on a run (``heterosearch.verify``): ``verify`` -> ``verify_run`` (verify_seeds.json: every
+  method over seeds), ``rank-report`` -> ``rank_report`` (rank_report.json), ``frontier`` ->
+  ``frontier`` (frontier.json); ``report`` re-renders report.md from the folder's files.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from heterosearch import recipe
+from heterosearch.console import (
+    print_catalog,
+    print_frontier_summary,
+    print_rank_summary,
+    print_run_summary,
+    print_verify_summary,
+)
 from heterosearch.errors import UserError
-from heterosearch.options import OneLineErrors, check_float, check_int, check_seed, user_errors
+from heterosearch.options import (
+    MAX_SEEDS,
+    MAX_TRIALS,
+    BatchesOpt,
+    BudgetOpt,
+    DataOpt,
+    EpochsOpt,
+    ModelOpt,
+    OneLineErrors,
+    OutOpt,
+    ProxyOpt,
+    SeedOpt,
+    SpaceOpt,
+    StepsOpt,
+    StorageOpt,
+    TaskOpt,
+    TrialsOpt,
+    check_common,
+    check_float,
+    check_int,
+    check_seed,
+    parse_budget_option,
+    user_errors,
+)
 
 app = typer.Typer(
     cls=OneLineErrors,  # click's usage errors become one line too (options.py)
@@ -38,108 +78,6 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Search where LoRA's trainable parameters go under a hard parameter budget, and prove it."""
-
-
-MAX_SEEDS = 1000  # seeds per method: far beyond what a paired comparison needs
-MAX_TRIALS = 10**6
-
-
-def _check_common(
-    trials: Optional[int] = None, score_batches: Optional[int] = None, max_train_steps: Optional[int] = None,
-    seed: Optional[int] = None, split_seed: Optional[int] = None, train_epochs: Optional[float] = None,
-    batch_size: Optional[int] = None, max_length: Optional[int] = None,
-) -> None:
-    """The numeric options several commands share, checked before any work (None = not given)."""
-    check_int("--trials", trials, 1, MAX_TRIALS)
-    check_int("--score-batches", score_batches, 1, 100_000)
-    check_int("--max-train-steps", max_train_steps, 1, 10**9)
-    check_seed("--seed", seed)
-    check_seed("--split-seed", split_seed)
-    check_float("--train-epochs", train_epochs, 0.0, 1000.0)
-    check_int("--batch-size", batch_size, 1, 4096)  # one batch of 4096 x 512 tokens is already tens of GB
-    check_int("--max-length", max_length, 1, 65_536)
-
-
-def _budget(value: Optional[str]) -> Optional[int]:
-    """Parse --budget; a bad value is a UserError, so it gets the one-line `error:` treatment.
-
-    (typer.BadParameter would print a multi-line, terminal-width boxed usage panel instead.)
-    """
-    if value is None:
-        return None
-    from heterosearch.space.budget import parse_budget
-
-    return parse_budget(value)
-
-
-BudgetOpt = Annotated[Optional[str], typer.Option("--budget", "-b", help="Adapter-parameter budget: 500000, 500k, 0.5M, 1.2e6.")]
-TaskOpt = Annotated[str, typer.Option(help="GLUE task: mrpc, rte, stsb, sst2, cola.")]
-ModelOpt = Annotated[Optional[str], typer.Option(help="Hugging Face model name or local path (default: the packaged all-MiniLM-L6-v2).")]
-SpaceOpt = Annotated[str, typer.Option(help="Search space: a name from search_spaces/ or a YAML path.")]
-ProxyOpt = Annotated[str, typer.Option(help="Proxy whose scores the search maximises (see `heterosearch ls`).")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for data order, proxies, sampler and adapter init.")]
-DataOpt = Annotated[Optional[str], typer.Option("--data-dir", help="Folder in GLUE TSV layout (DIR/MRPC/train.tsv) (default: the packaged MRPC, then the hub).")]
-OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default: runs/TASK-SPACE-BUDGET-PROXY-sSEED).")]
-TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (finished trials of a resumed study count).")]
-EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification training epochs.")]
-StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]
-BatchesOpt = Annotated[int, typer.Option("--score-batches", help="Training minibatches the proxies see.")]
-StorageOpt = Annotated[Optional[str], typer.Option(help="Study storage: a postgresql:// URL lets `heterosearch worker` join (default: RUN/study.journal).")]
-
-
-def _print_summary(results: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from heterosearch.report.markdown import _metric_names
-
-    # Not a terminal (a file, a pipe, a test): no hard wrapping at 80 columns in mid-sentence.
-    console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
-    console.print(f"[bold]allocation[/bold] ({results['params']:,} adapter parameters, budget {results['budget']:,}; "
-                  f"task head {results.get('head_params') or 0:,} reported separately):")
-    ranks = results["allocation"]["lora"]
-    by_layer: dict[int, list[str]] = {}
-    for s in results["sites"]:
-        r = ranks.get(s["key"], 0)
-        if r:
-            by_layer.setdefault(s["layer"], []).append(f"{s['role']}={r}")
-    for layer, parts in sorted(by_layer.items()):
-        console.print(f"  L{layer}: lora {' '.join(parts)}")
-    from heterosearch.report.markdown import element_lines
-
-    for line in element_lines(results["allocation"]):
-        console.print(f"  {line}")
-    v = results.get("verify")
-    if v:
-        names = _metric_names(v["winner"])
-        sp = results.get("splits", {})
-        steps = v["winner"].get("steps")
-        table = Table(title=f"{results['task']}, seed {results['seed']}, {steps} training steps: val = {sp.get('val_examples', '?')} "
-                            f"examples carved from train (selection), test = GLUE dev, {sp.get('test_examples', '?')} examples (report)")
-        table.add_column("method")
-        table.add_column("adapter params", justify="right")
-        for m in names:
-            table.add_column(f"val {m}", justify="right")
-        for m in names:
-            table.add_column(f"test {m}", justify="right")
-        for label in ("winner", "baseline"):
-            e = v[label]
-            splits = e.get("splits", {})
-            cells = [f"{100 * splits.get(s, {}).get(m, float('nan')):.1f}" for s in ("val", "test") for m in names]
-            table.add_row(f"{label}: {e['name']}", f"{e['params']:,}", *cells)
-        if v.get("both_trivial"):  # no comparison: two models that learnt nothing tie by construction
-            main = names[0]
-            console.print(f"[yellow]No comparison: after {steps} training steps both the winner and the baseline predict "
-                          f"a single class on the test split ({main} {100 * v['winner'].get(main, 0):.1f} and "
-                          f"{100 * v['baseline'].get(main, 0):.1f}; for regression: barely correlate with the labels). "
-                          "Train longer (--train-epochs) or use `heterosearch verify RUN --seeds 5`.[/yellow]")
-            return
-        console.print(table)
-        if any(v[k].get("trivial", {}).get("test") for k in ("winner", "baseline")):
-            which = [k for k in ("winner", "baseline") if v[k].get("trivial", {}).get("test")]
-            console.print(f"[yellow]The {which[0]} predicts a single class on the test split.[/yellow]")
-        console.print("One seed: a difference of a few points is within seed noise; "
-                      "`heterosearch verify RUN --seeds 5` gives paired intervals.")
 
 
 @app.command()
@@ -173,17 +111,17 @@ def run(
     """
     from heterosearch.pipeline import RunConfig, run_all
 
-    b = _budget(budget)
+    b = parse_budget_option(budget)
     if b is None:
         raise UserError("missing --budget (e.g. --budget 0.5M)")
-    _check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
+    check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length,
                     val_fraction=val_fraction, split_seed=split_seed)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
-    _print_summary(results)
+    print_run_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")
 
 
@@ -203,7 +141,7 @@ def score(
 
     Example: heterosearch score --task mrpc --out runs/demo
     """
-    _check_common(seed=seed, score_batches=score_batches)
+    check_common(seed=seed, score_batches=score_batches)
     from heterosearch.pipeline import Run, RunConfig, stage_score
 
     cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches)
@@ -225,10 +163,10 @@ def search(
 
     Example: heterosearch search runs/demo --budget 0.5M --trials 200
     """
-    _check_common(trials=trials)
+    check_common(trials=trials)
     from heterosearch.pipeline import Run, stage_score, stage_search
 
-    r = Run.reopen(run_dir, budget=_budget(budget), proxy=proxy, trials=trials, storage=storage)
+    r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, trials=trials, storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
     r.save_config()
@@ -263,7 +201,7 @@ def train(
 
     Example: heterosearch train runs/demo --train-epochs 1
     """
-    _check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
+    check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
     from heterosearch.pipeline import Run, check_exported, load_winner, stage_score, stage_verify, write_results
 
     r = Run.reopen(run_dir, train_epochs=train_epochs, max_train_steps=max_train_steps)
@@ -272,7 +210,7 @@ def train(
     verified = stage_verify(r, winner)
     results = write_results(r, winner, search_summary, verified, stage_score(r))
     r.save_config()
-    _print_summary(results)
+    print_run_summary(results)
 
 
 @app.command()
@@ -293,7 +231,7 @@ def worker(
     check_seed("--seed", seed)
     check_float("--wait", wait, 0.0, 10**7, low_open=False)
     check_int("--heartbeat", heartbeat, 1, 86_400)
-    from heterosearch.search.worker import run_worker
+    from heterosearch.optimize.worker import run_worker
 
     res = run_worker(storage, study_name=study, n_trials=trials, seed=seed, wait=wait, heartbeat=heartbeat)
     typer.echo(f"worker: ran {res.ran} trials; study {res.study_name!r} has {res.complete}/{res.target} finished trials")
@@ -306,25 +244,7 @@ def ls() -> None:
 
     Example: heterosearch ls
     """
-    from heterosearch.proxies import PROXIES
-    from heterosearch.space import available_spaces, load_space
-    from heterosearch.tasks import TASKS
-
-    typer.echo("search spaces:")
-    for name, path in available_spaces().items():
-        sp = load_space(path)
-        typer.echo(f"  {name:<10} v{sp.version}  kinds: {', '.join(sp.kinds)}  - {sp.description}")
-    from heterosearch.adapters.kinds import ADAPTER_KINDS
-
-    typer.echo("adapter kinds:")
-    for name, kind in ADAPTER_KINDS.items():
-        typer.echo(f"  {name:<10} {kind.summary} (prefix {kind.prefix})")
-    typer.echo("proxies:")
-    for name, cls in PROXIES.items():
-        typer.echo(f"  {name:<10} {cls.summary}")
-    typer.echo("tasks:")
-    for name, spec in TASKS.items():
-        typer.echo(f"  {name:<10} metrics: {', '.join(spec.metrics)}")
+    print_catalog()
 
 
 @app.command()
@@ -357,20 +277,13 @@ def verify(
     Example: heterosearch verify runs/demo --seeds 5
     """
     check_int("--seeds", seeds, 1, MAX_SEEDS)
-    _check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
+    check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
     from heterosearch.report.render import render_run_report
     from heterosearch.verify import verify_run
 
     state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
                        max_train_steps=max_train_steps, overwrite=overwrite)
-    metric = state["metric"]
-    block = state["summary"].get("test", {}).get(metric, {})
-    for m, d in block.get("methods", {}).items():
-        pair = block.get("paired", {}).get(m)
-        extra = "" if not pair else (f"  winner - {m}: {100 * pair['mean_diff']:+.1f} points"
-                                     + (f" (t-test p {pair['t_test_p']:.3f})" if pair.get("t_test_p") is not None else f" ({pair.get('test', '')})"))
-        std = "" if d["std"] is None else f" ± {100 * d['std']:.1f}"
-        typer.echo(f"{m:<12} test {metric} {100 * d['mean']:.1f}{std} (n={d['n']}){extra}")
+    print_verify_summary(state)
     report = render_run_report(run_dir)
     typer.echo(f"wrote {Path(run_dir) / 'verify_seeds.json'} and {report}")
 
@@ -398,9 +311,8 @@ def rank_report_cmd(
     """
     from heterosearch.report.render import render_run_report
     from heterosearch.verify import rank_report
-    from heterosearch.verify.rank_report import NOISY_BELOW
 
-    b = _budget(budget)
+    b = parse_budget_option(budget)
     if b is None:
         raise UserError("missing --budget (e.g. --budget 0.5M)")
     try:
@@ -411,20 +323,11 @@ def rank_report_cmd(
         check_seed("--seeds", s)
     check_int("--samples", samples, 4, 100_000)
     check_int("--steps", steps, 0, 10**9)
-    _check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
+    check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
                       train_epochs=train_epochs)
-    for p, st in rep["proxies"].items():
-        typer.echo(f"{p:<10} rho {st['spearman']['value'] or 0:+.2f}  tau {st['kendall']['value'] or 0:+.2f}  "
-                   f"top-{rep['k']} precision {st['top_k_precision']['value'] or 0:.2f}")
-    nc = rep["noise_ceiling"]
-    typer.echo(f"{'ceiling':<10} rho {nc['spearman']['value'] or 0:+.2f}  tau {nc['kendall']['value'] or 0:+.2f}  (seed vs seed)")
-    for label, part in ((rep["metric"], rep), ("validation loss", rep.get("by_val_loss"))):
-        rel = (part or {}).get("reliability")
-        if rel:
-            warn = "  (mostly seed noise: raise --steps)" if rel["reliability"] < NOISY_BELOW else ""
-            typer.echo(f"reliability of the seed-mean {label}: {rel['reliability']:.2f}{warn}")
+    print_rank_summary(rep)
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
 
@@ -453,26 +356,19 @@ def frontier_cmd(
     from heterosearch.report.render import render_run_report
     from heterosearch.verify.frontier import frontier
 
-    parsed = [_budget(b.strip()) for b in budgets.split(",") if b.strip()]
+    parsed = [parse_budget_option(b.strip()) for b in budgets.split(",") if b.strip()]
     try:
         counts = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds takes a count (5) or one count per budget (5,3,3), got {seeds!r}"[:200]) from None
     for n in counts:
         check_int("--seeds", n, 1, MAX_SEEDS)
-    _check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
+    check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
     folder = out or f"runs/frontier-{task}-{Path(space).stem}-{proxy}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
                    max_train_steps=max_train_steps, seed=seed)
-    metric = doc.get("metric")
-    for b in sorted(doc.get("paired", {}), key=int):
-        for m, p in doc["paired"][b].items():
-            if p.get("mean_diff") is None:
-                continue
-            ci = p.get("ci95")
-            ci_txt = f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else ""
-            typer.echo(f"budget {int(b):>9,}: winner - {m:<11} test {metric} {100 * p['mean_diff']:+.1f}{ci_txt} (n={p['n']})")
+    print_frontier_summary(doc)
     report = render_run_report(folder)
     typer.echo(f"wrote {Path(folder) / 'frontier.json'} and {report}")
 

@@ -14,7 +14,7 @@ import functools
 import math
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -109,3 +109,51 @@ def short(value: Any, limit: int = 40) -> str:
     """A value for an error message, never longer than ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_SEEDS = 1000  # seeds per method: far beyond what a paired comparison needs
+MAX_TRIALS = 10**6
+
+
+def check_common(
+    trials: int | None = None, score_batches: int | None = None, max_train_steps: int | None = None,
+    seed: int | None = None, split_seed: int | None = None, train_epochs: float | None = None,
+    batch_size: int | None = None, max_length: int | None = None,
+) -> None:
+    """The numeric options several commands share, checked before any work (None = not given)."""
+    check_int("--trials", trials, 1, MAX_TRIALS)
+    check_int("--score-batches", score_batches, 1, 100_000)
+    check_int("--max-train-steps", max_train_steps, 1, 10**9)
+    check_seed("--seed", seed)
+    check_seed("--split-seed", split_seed)
+    check_float("--train-epochs", train_epochs, 0.0, 1000.0)
+    check_int("--batch-size", batch_size, 1, 4096)  # one batch of 4096 x 512 tokens is already tens of GB
+    check_int("--max-length", max_length, 1, 65_536)
+
+
+def parse_budget_option(value: str | None) -> int | None:
+    """Parse --budget; a bad value is a UserError, so it gets the one-line `error:` treatment.
+
+    (typer.BadParameter would print a multi-line, terminal-width boxed usage panel instead.)
+    """
+    if value is None:
+        return None
+    from heterosearch.space.budget import parse_budget
+
+    return parse_budget(value)
+
+
+# The options several commands share, declared once (typer reads them from the annotations).
+BudgetOpt = Annotated[Optional[str], typer.Option("--budget", "-b", help="Adapter-parameter budget: 500000, 500k, 0.5M, 1.2e6.")]
+TaskOpt = Annotated[str, typer.Option(help="GLUE task: mrpc, rte, stsb, sst2, cola.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Hugging Face model name or local path (default: the packaged all-MiniLM-L6-v2).")]
+SpaceOpt = Annotated[str, typer.Option(help="Search space: a name from search_spaces/ or a YAML path.")]
+ProxyOpt = Annotated[str, typer.Option(help="Proxy whose scores the search maximises (see `heterosearch ls`).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for data order, proxies, sampler and adapter init.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data-dir", help="Folder in GLUE TSV layout (DIR/MRPC/train.tsv) (default: the packaged MRPC, then the hub).")]
+OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default: runs/TASK-SPACE-BUDGET-PROXY-sSEED).")]
+TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (finished trials of a resumed study count).")]
+EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification training epochs.")]
+StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]
+BatchesOpt = Annotated[int, typer.Option("--score-batches", help="Training minibatches the proxies see.")]
+StorageOpt = Annotated[Optional[str], typer.Option(help="Study storage: a postgresql:// URL lets `heterosearch worker` join (default: RUN/study.journal).")]

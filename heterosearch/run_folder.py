@@ -57,8 +57,8 @@ BUDGET_DIR = "b[0-9]*"
 
 def mark(folder: Path, kind: str = "run") -> None:
     """Write the marker (idempotent)."""
-    from heterosearch import __version__
     from heterosearch.export.files import write_json
+    from heterosearch.version import __version__
 
     path = Path(folder) / MARKER
     if not path.is_file():

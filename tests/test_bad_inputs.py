@@ -464,7 +464,7 @@ def test_storage_that_cannot_be_opened(tiny: dict[str, Path], tmp_path: Path) ->
 
 
 def test_worker_bad_inputs(tmp_path: Path) -> None:
-    from heterosearch.search.study import prepare_study
+    from heterosearch.optimize.study import prepare_study
     from tests.test_distributed import small_problem
 
     journal = tmp_path / "s.journal"

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from heterosearch.errors import UserError
-from heterosearch.search.study import (
+from heterosearch.optimize.study import (
     PROBLEM_ATTR,
     TRIALS_ATTR,
     WORKER_ATTR,
@@ -36,8 +36,8 @@ from heterosearch.search.study import (
     run_search,
     trial_choice,
 )
-from heterosearch.search.problem import Problem
-from heterosearch.search.worker import run_worker
+from heterosearch.optimize.problem import Problem
+from heterosearch.optimize.worker import run_worker
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HETEROSEARCH_QUIET": "1", "PYTHONPATH": str(REPO)}
@@ -133,7 +133,7 @@ def test_trial_of_a_dead_process_is_failed_and_retried_on_a_journal(tmp_path: Pa
     study = prepare_study(problem, 6, seed=0, storage=journal)
     dist = CategoricalDistribution(problem.groups[0].labels)
     orphan = study.ask({g.key: dist for g in problem.groups})
-    from heterosearch.search.claims import _HOST
+    from heterosearch.optimize.claims import _HOST
 
     orphan.set_user_attr(WORKER_ATTR, {"host": _HOST, "pid": dead_pid()})
     orphan_params = dict(orphan.params)
@@ -251,9 +251,9 @@ def _start_worker(pg_url: str, name: str, log: Path, doomed: bool = False) -> su
         # died) whose objective hangs: it holds one RUNNING trial until it is killed.
         code = (
             "import sys, time\n"
-            "import heterosearch.search.claims as s\n"
+            "import heterosearch.optimize.claims as s\n"
             "s._HOST = 'another-machine'\n"
-            "import heterosearch.search.problem as p\n"
+            "import heterosearch.optimize.problem as p\n"
             "p.Problem.evaluate = lambda self, choice: time.sleep(3600)\n"
             "from heterosearch.cli import main\n"
             f"sys.argv = ['heterosearch', *{args!r}]\n"

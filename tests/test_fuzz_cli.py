@@ -101,7 +101,7 @@ def assert_in_range(reached: Reached) -> None:
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     import heterosearch.pipeline as pipeline
-    import heterosearch.search.worker as worker
+    import heterosearch.optimize.worker as worker
     import heterosearch.verify as verify
     import heterosearch.verify.frontier as frontier
 

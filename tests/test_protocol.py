@@ -17,7 +17,7 @@ os.environ.setdefault("HETEROSEARCH_QUIET", "1")
 from heterosearch.errors import UserError  # noqa: E402
 from heterosearch.tasks._loading import Split  # noqa: E402
 from heterosearch.tasks.splits import carve_validation  # noqa: E402
-from heterosearch.verify.seeds import paired_comparison, paired_interval, seeds_needed  # noqa: E402
+from heterosearch.verify.statistics import paired_comparison, paired_interval, seeds_needed  # noqa: E402
 from tests.test_verify import Counter, _tiny_world  # noqa: E402
 
 
@@ -170,7 +170,7 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
 
 
 def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:
-    from heterosearch.verify.rank_report import sample_structural
+    from heterosearch.verify.sampling import sample_structural
 
     sites = minilm_sites()
     smap = {s.key: s for s in sites}

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from heterosearch.search.study import open_storage
+from heterosearch.optimize.study import open_storage
 from tests.tiny_run import make_glue_dir, make_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent

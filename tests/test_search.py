@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heterosearch.search import PARAM_PREFIX, Problem, run_search
+from heterosearch.optimize import PARAM_PREFIX, Problem, run_search
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +107,7 @@ def test_solve_edge_cases() -> None:
     # answer stays feasible (and here is still the optimum), and Problem.solve says it is not exact.
     r = solve(values, costs // 10, 10**9)
     assert (r.choice, r.cost) == ([2, 2], 4)
-    from heterosearch.search.problem import Group, Problem
+    from heterosearch.optimize.problem import Group, Problem
 
     coarse = Problem(10**9, [Group("g", [0, 1], [0.0, 1.0], [0, 1])]).solve()
     assert not coarse.exact and coarse.cost <= 10**9
@@ -243,7 +243,7 @@ def test_run_search_at_budget_zero_repairs_to_everything_off(journal_dir: Path) 
 
 
 def test_other_problem_on_the_same_journal_starts_over(journal_dir: Path) -> None:
-    from heterosearch.search.study import PROBLEM_ATTR, create_study
+    from heterosearch.optimize.study import PROBLEM_ATTR, create_study
 
     journal = journal_dir / "s.journal"
     problem = synthetic_problem()
@@ -263,7 +263,7 @@ def test_other_problem_on_the_same_journal_starts_over(journal_dir: Path) -> Non
 
 def random_mixed_problem(rng: np.random.Generator) -> Any:
     """Independent groups plus two roles with LoRA sites and bank/MoS-like alternatives."""
-    from heterosearch.search.problem import Group, Problem, RoleBlock
+    from heterosearch.optimize.problem import Group, Problem, RoleBlock
 
     def group(key: str, n: int, off: Any = 0, labels: list[Any] | None = None) -> Group:
         labels = labels or [off, *range(1, n)]
@@ -317,7 +317,7 @@ def test_repair_fits_the_budget_and_leaves_feasible_choices_alone() -> None:
 
 
 def test_repair_takes_the_cheapest_loss_per_parameter_first() -> None:
-    from heterosearch.search.problem import Group, Problem, RoleBlock
+    from heterosearch.optimize.problem import Group, Problem, RoleBlock
 
     # a: each step down saves 10 parameters and loses 1.0 (0.1 per parameter);
     # b: 2 -> 1 loses 0.2 (0.02 per parameter), 1 -> 0 loses 0.9 (0.09): b goes first, twice.

@@ -225,7 +225,7 @@ def test_ranking_stats_on_synthetic_rankings() -> None:
 def test_reliability_separates_signal_from_seed_noise() -> None:
     import numpy as np
 
-    from heterosearch.verify.rank_report import reliability
+    from heterosearch.verify.ranking import reliability
 
     rng = np.random.default_rng(0)
     truth = np.linspace(0.6, 0.8, 40)[:, None]  # between-allocation sd ~0.058
@@ -244,7 +244,7 @@ def test_vectorised_rank_statistics_match_scipy() -> None:
     import numpy as np
     from scipy import stats
 
-    from heterosearch.verify.rank_report import kendall_tau_b, spearman, top_k_precision
+    from heterosearch.verify.ranking import kendall_tau_b, spearman, top_k_precision
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 5, size=(6, 15)).astype(float)  # many ties

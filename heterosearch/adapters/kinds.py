@@ -7,7 +7,7 @@ A kind package holds everything about the kind (README "Search spaces and adapte
   the YAML section dataclass of the search space, and the formula;
 - ``layer.py``: the modules and ``apply_<...>(model, sites, elements, generator, scale=None)``;
 - ``options.py`` (torch-free): its candidates for the search, as option groups whose options
-  carry elements (``search/options.py``);
+  carry elements (``adapters/<kind>/options.py``);
 - ``scoring.py``: its proxy scores and the table ``UNDEFINED`` of proxies undefined for it;
 - ``examples.py``: example allocations and a space section for the contract suite
   (``tests/test_contracts.py`` reads them from every registered kind);

@@ -134,8 +134,7 @@ def score_candidates(
     """
     import torch
 
-    from heterosearch.proxies import PROXIES
-    from heterosearch.proxies.base import SiteState
+    from heterosearch.proxies.base import PROXIES, SiteState
     from heterosearch.proxies.state import SCORING_STATE, data_gradients, synflow_gradients, virtual_adapter
     from heterosearch.space.scale import as_scale
 

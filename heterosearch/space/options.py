@@ -6,7 +6,7 @@ Optuna's categorical choices and ``search.json`` need plain JSON values, and kee
 they were keeps old studies resumable); its ``elements`` are what choosing it puts in the
 allocation. Nothing parses a label: decoding a choice looks the label up in the same groups.
 
-Shapes (``search/problem.py`` says why they differ):
+Shapes (``optimize/problem.py`` says why they differ):
 
 - ``site``: one group per site, the per-site decision of a role (LoRA's rank);
 - ``free``: an independent decision (a shortcut candidate);

@@ -1,6 +1,6 @@
-"""The short verification training: one loop that reads top to bottom (nanoGPT style).
+"""The short training of an allocation: one loop that reads top to bottom (nanoGPT style).
 
-``TrainConfig`` holds the recipe; the run's recipe (``RunConfig``) was chosen by the sweep in
+``TrainConfig`` (``train/config.py``) holds the recipe; the run's recipe (``RunConfig``) was chosen by the sweep in
 ``benchmarks/recipe_sweep.py`` on the validation split (reports/README.md): AdamW, batch 32,
 max length 128, LoRA scale s = 2 sqrt(2) / sqrt(r), 6 % linear warm-up then linear decay to 0.
 Winner and baselines train with the same seed, so they see the same data order, schedule and head initialisation.
@@ -13,7 +13,6 @@ resumed run sees the same batches, and the result equals an uninterrupted run's.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,34 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from heterosearch import recipe
 from heterosearch.adapters import apply_allocation, count_adapter_params, head_parameters
 from heterosearch.progress import track
 from heterosearch.space.allocation import Allocation
 from heterosearch.tasks.batching import Encoded, collate, eval_batches, train_batches
-
-
-@dataclass
-class TrainConfig:
-    epochs: float = recipe.EPOCHS
-    max_steps: int | None = None  # caps the steps of ``epochs`` (for quick checks)
-    batch_size: int = recipe.BATCH_SIZE
-    eval_batch_size: int = 64
-    lr: float = recipe.LR
-    weight_decay: float = 0.0
-    warmup: float = recipe.WARMUP  # fraction of steps
-    max_length: int = recipe.MAX_LENGTH
-    grouped_batches: bool = True
-    seed: int = 0
-    checkpoint_every: int = 25  # steps between checkpoints when a checkpoint path is given (0 = never)
-
-    def steps_for(self, n_examples: int) -> int:
-        per_epoch = math.ceil(n_examples / self.batch_size)
-        steps = max(1, math.ceil(per_epoch * self.epochs))
-        return min(steps, self.max_steps) if self.max_steps else steps
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from heterosearch.train.config import TrainConfig
 
 
 @dataclass

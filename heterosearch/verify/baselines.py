@@ -6,7 +6,7 @@ was matched to. "At the same budget" means:
 
 - ``uniform_qv`` / ``uniform_all``: uniform LoRA on the space's baseline roles (q, v) / on
   every site of the space, at the largest integer rank whose cost fits the run's budget
-  (the same rule as ``pipeline.Run.baseline_allocation``);
+  (the same rule as ``pipeline.budget.baseline_allocation``);
 - ``random``: per-site ranks drawn uniformly from the space's rank choices, scaled to the
   winner's parameter count and repaired one rank step at a time until within ``tol`` (2 %)
   of it, seeded;

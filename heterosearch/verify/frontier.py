@@ -1,7 +1,7 @@
 """The accuracy-vs-budget frontier: search at each budget, then train the winner and the baselines.
 
 ``frontier(...)`` makes one run folder per budget under ``OUT/`` (``OUT/b41500/`` ...): scoring,
-search and export as ``heterosearch run`` does them (``pipeline.run_all`` without its one-seed
+search and export as ``heterosearch run`` does them (``pipeline.stages.run_all`` without its one-seed
 training), then ``verify_run`` trains every method for that budget's seeds. Every stage and
 every (method, seed) training is kept on disk, so rerunning the same command resumes.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,11 @@ from heterosearch.errors import UserError
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
+from heterosearch.verify.frontier_summary import FRONTIER_FILE, budget_folder, summarize_frontier
 
-FRONTIER_FILE = "frontier.json"
 FORMAT_VERSION = 1
 FIRST_PASS_SEEDS = 3
 DEFAULT_METHODS = ("winner", "uniform_qv", "uniform_all", "random", "adalora")
-
-
-def budget_folder(out: Path, budget: int) -> Path:
-    return out / f"b{budget}"
 
 
 def seeds_per_budget(budgets: Sequence[int], seeds: Sequence[int]) -> dict[int, int]:
@@ -69,7 +65,8 @@ def frontier(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``."""
-    from heterosearch.pipeline import RunConfig, run_all, versions
+    from heterosearch.pipeline.config import RunConfig, versions
+    from heterosearch.pipeline.stages import run_all
     from heterosearch.verify.seeds import parse_methods, verify_run
 
     budgets = sorted({int(b) for b in budgets})
@@ -136,49 +133,3 @@ def frontier(
     doc["last_invocation_seconds"] = time.perf_counter() - t_start
     write_json(path, doc)
     return doc
-
-
-def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
-    """Points and paired differences per budget, from each budget folder's verify_seeds.json."""
-    from heterosearch.verify.seeds import VERIFY_SEEDS_FILE
-
-    points: dict[str, Any] = {}
-    paired: dict[str, Any] = {}
-    metric = None
-    splits = None
-    for b in budgets:
-        vpath = budget_folder(out, b) / VERIFY_SEEDS_FILE
-        if not vpath.is_file():
-            continue
-        v = read_run_file(vpath, VERIFY_SEEDS_FILE)
-        metric = v["metric"]
-        splits = v.get("split_roles", splits)
-        summary = v.get("summary") or {}
-        if not summary and v.get("runs"):  # a verify interrupted before its statistics: compute them from its runs
-            from heterosearch.verify.seeds import summarize
-
-            summary = summarize(v["runs"], v.get("methods_order") or sorted({e["method"] for e in v["runs"].values()}))
-        by_method: dict[str, list[Mapping[str, Any]]] = {}
-        for e in v.get("runs", {}).values():
-            by_method.setdefault(e["method"], []).append(e)
-        points[str(b)] = {}
-        for m, entries in by_method.items():
-            counts = sorted(e["params"] for e in entries)
-            point: dict[str, Any] = {
-                "name": entries[0].get("name", m) if m != "random" else "random allocations (one draw per seed)",
-                "params": {"min": counts[0], "max": counts[-1], "mean": sum(counts) / len(counts)},
-                "trivial_test": sum(bool((e.get("trivial") or {}).get("test")) for e in entries),
-                "n": len(entries),
-            }
-            for split in ("val", "test"):
-                block = (summary.get(split) or {}).get(metric, {}).get("methods", {}).get(m)
-                if block:
-                    point[split] = {k: block[k] for k in ("mean", "std", "n", "values")}
-            points[str(b)][m] = point
-        test = (summary.get("test") or {}).get(metric, {}).get("paired", {})
-        paired[str(b)] = {
-            m: {k: p.get(k) for k in ("n", "diffs", "mean_diff", "std_diff", "ci95", "seeds_for_1pt", "wins", "losses",
-                                       "ties", "t_test_p", "wilcoxon_p")}
-            for m, p in test.items()
-        }
-    return {"metric": metric, "splits": splits, "points": points, "paired": paired}

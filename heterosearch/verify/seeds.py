@@ -1,11 +1,12 @@
-"""Multi-seed verification: the winner and every baseline, trained at the same budget over seeds.
+"""The ``verify`` command: the winner and every baseline, trained at the same budget over seeds.
 
-``verify_run`` trains every (method, seed) pair with the run's training recipe (the same
+Not the run's ``train`` stage (``pipeline.stages.stage_verify``, one seed, ``verify.json``),
+whose winner/uniform q,v pair at the run's seed it reuses. ``verify_run`` trains every (method, seed) pair with the run's training recipe (the same
 data order, schedule, head initialisation and adapter seed for every method at a given
 seed), writes ``RUN/verify_seeds.json`` after each pair (a rerun skips finished pairs),
 then summarises: mean and standard deviation (ddof=1) per method, and the paired
 difference winner - baseline per seed, with a paired t-test and a Wilcoxon signed-rank
-test when there are at least 3 seeds.
+test when there are at least 3 seeds (``verify/statistics.py``).
 
 ``verify_seeds.json`` schema (version 1): ``run``, ``task``, ``budget``, ``winner_params``,
 ``metric`` (the task's main metric), ``seeds``, ``methods`` (per method: the plan,
@@ -18,177 +19,32 @@ mean, std, t-test and Wilcoxon p}), ``timings``.
 
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from heterosearch.errors import UserError
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
+from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
 from heterosearch.progress import say
 from heterosearch.verify.baselines import METHODS, Planned, plan_baselines, random_baseline
+from heterosearch.verify.statistics import summarize
 
-VERIFY_SEEDS_FILE = "verify_seeds.json"
 FORMAT_VERSION = 1
-MIN_TEST_N = 3
-
-
-# -- statistics (pure functions, tested on hand-checked numbers) ---------------------------
-def _clean(x: Any) -> Any:
-    """NaN/inf -> None so the JSON stays valid."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def describe(values: Sequence[float]) -> dict[str, Any]:
-    """n, mean, sample standard deviation (ddof=1; None for n < 2), min, max."""
-    v = np.asarray(values, dtype=np.float64)
-    n = len(v)
-    return {
-        "n": n,
-        "mean": float(v.mean()) if n else None,
-        "std": float(v.std(ddof=1)) if n >= 2 else None,
-        "min": float(v.min()) if n else None,
-        "max": float(v.max()) if n else None,
-    }
-
-
-#: The difference (in metric points) the "seeds needed" figure is computed for.
-RESOLVE_POINTS = 1.0
-
-
-def paired_interval(diffs: Sequence[float] | np.ndarray, level: float = 0.95) -> list[float] | None:
-    """Student-t interval of the mean paired difference: mean ± t_{n-1} * sd / sqrt(n) (None for n < 2)."""
-    from scipy import stats
-
-    d = np.asarray(diffs, dtype=np.float64)
-    n = len(d)
-    if n < 2:
-        return None
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
-    return [float(d.mean() - half), float(d.mean() + half)]
-
-
-def seeds_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8, cap: int = 10_000) -> int | None:
-    """Seeds a paired t-test needs to detect a true difference ``delta`` at the paired spread ``sd``.
-
-    Two-sided ``alpha``, ``power`` (80 %): the smallest n with
-    n >= ((t_{1-alpha/2, n-1} + t_{power, n-1}) * sd / delta)^2, found
-    by bisection. 2 when every seed gave the same difference (sd = 0); None above ``cap``.
-    """
-    from scipy import stats
-
-    if not math.isfinite(sd) or delta <= 0:
-        return None
-    if sd == 0:
-        return 2
-
-    def enough(n: int) -> bool:  # need(n) falls as n grows, so this predicate is monotone in n
-        return n >= ((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / delta) ** 2
-
-    if not enough(cap):
-        return None
-    lo, hi = 2, cap
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if enough(mid) else (mid + 1, hi)
-    return lo
-
-
-def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[str, Any]:
-    """Paired differences a - b over the seeds both have: mean, std, 95 % interval, wins, tests.
-
-    ``ci95``: t-interval of the mean difference (n >= 2). ``seeds_for_1pt``: seeds a paired
-    t-test needs to resolve a 1-point difference at the observed paired spread (80 % power,
-    alpha 0.05). Tests need n >= 3 seeds; below that the p-values are None and ``test`` says
-    "n too small".
-    """
-    seeds = sorted(set(a) & set(b), key=str)
-    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
-    n = len(diffs)
-    out: dict[str, Any] = {
-        "seeds": list(seeds),
-        "diffs": [float(d) for d in diffs],
-        "n": n,
-        "mean_diff": float(diffs.mean()) if n else None,
-        "std_diff": float(diffs.std(ddof=1)) if n >= 2 else None,
-        "wins": int((diffs > 0).sum()),
-        "losses": int((diffs < 0).sum()),
-        "ties": int((diffs == 0).sum()),
-        "t_test_p": None,
-        "wilcoxon_p": None,
-        "ci95": None,
-        "seeds_for_1pt": None,
-    }
-    if n >= 2:
-        out["ci95"] = paired_interval(diffs)
-        out["seeds_for_1pt"] = seeds_needed(float(diffs.std(ddof=1)), RESOLVE_POINTS / 100.0)
-    if n < MIN_TEST_N:
-        out["test"] = f"n too small (n = {n}; tests need >= {MIN_TEST_N} seeds)"
-        return out
-    from scipy import stats
-
-    notes = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if np.all(diffs == diffs[0]):
-            notes.append("t-test undefined: every difference is the same")
-        else:
-            out["t_test_p"] = _clean(float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue))
-        if np.all(diffs == 0):
-            notes.append("Wilcoxon undefined: every difference is zero")
-        else:
-            try:
-                out["wilcoxon_p"] = _clean(float(stats.wilcoxon(diffs).pvalue))
-            except ValueError as exc:
-                notes.append(f"Wilcoxon: {exc}")
-    out["test"] = "paired t-test and Wilcoxon signed-rank (two-sided)" + (f"; {'; '.join(notes)}" if notes else "")
-    return out
-
-
-def summarize(runs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], winner: str = "winner") -> dict[str, Any]:
-    """split -> metric -> {"methods": {m: describe + values}, "paired": {m: winner - m}} from ``runs``."""
-    table: dict[str, dict[str, dict[str, dict[Any, float]]]] = {}
-    for entry in runs.values():
-        for split, metrics in entry.get("splits", {}).items():
-            for metric, value in metrics.items():
-                table.setdefault(split, {}).setdefault(metric, {}).setdefault(entry["method"], {})[entry["seed"]] = value
-    out: dict[str, Any] = {}
-    for split, by_metric in table.items():
-        out[split] = {}
-        for metric, by_method in by_metric.items():
-            per = {
-                m: {**describe(list(by_method[m].values())), "values": {str(s): v for s, v in sorted(by_method[m].items())}}
-                for m in methods
-                if m in by_method
-            }
-            paired = {
-                m: paired_comparison(by_method[winner], by_method[m])
-                for m in methods
-                if m != winner and m in by_method and winner in by_method
-            }
-            out[split][metric] = {"methods": per, "paired": paired}
-    return out
 
 
 # -- the run ------------------------------------------------------------------------------
 def open_run(run_dir: Path) -> Any:
     """The run folder's ``Run`` (settings from config.json), without rewriting config.json."""
-    from heterosearch.pipeline import CONFIG_FILE, Run, RunConfig
+    from heterosearch.pipeline.files import CONFIG_FILE
+    from heterosearch.pipeline.folder import Run, stored_config
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); make one with `heterosearch run`")
-    stored = dict(read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"])
-    stored["proxies"] = tuple(stored.get("proxies", ()))
-    stored["out"] = str(run_dir)
-    run = Run(cfg=RunConfig(**stored), out=run_dir)
+    run = Run(cfg=stored_config(run_dir), out=run_dir)
     from heterosearch import run_folder
 
     run_folder.lock(run_dir)  # verify writes verify_seeds.json: one writer per folder
@@ -208,12 +64,6 @@ def model_factory(run: Any, seed: int) -> Any:
 
 def _train_config(run: Any, train_epochs: float | None, max_train_steps: int | None) -> Any:
     return run.cfg.train_config(epochs=train_epochs, max_steps=max_train_steps)
-
-
-def _without_seed(cfg: Any) -> dict[str, Any]:
-    d = cfg.to_dict()
-    d.pop("seed", None)
-    return d
 
 
 def parse_methods(methods: str | Sequence[str] | None) -> list[str]:
@@ -238,7 +88,7 @@ def _seed_list(seeds: int | Sequence[int], first: int) -> list[int]:
 
 def _from_verify_json(run: Any, method: str, seed: int, plan: Planned, cfg: Any) -> dict[str, Any] | None:
     """The run's own verify.json already trained winner and uniform q,v at the run's seed: reuse them."""
-    from heterosearch.pipeline import VERIFY_FILE
+    from heterosearch.pipeline.files import VERIFY_FILE
 
     path = run.path(VERIFY_FILE)
     if seed != run.cfg.seed or method not in ("winner", "uniform_qv") or not path.is_file():
@@ -333,7 +183,8 @@ def _verify_run(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train every method for every seed (skipping finished pairs), then write the statistics."""
-    from heterosearch.pipeline import SCORES_FILE, load_winner
+    from heterosearch.pipeline.files import SCORES_FILE
+    from heterosearch.pipeline.stages import load_winner
     from heterosearch.proxies import Scores
 
     t_start = time.perf_counter()
@@ -364,7 +215,7 @@ def _verify_run(
 
     path = run.path(VERIFY_SEEDS_FILE)
     state: dict[str, Any] = read_run_file(path, VERIFY_SEEDS_FILE) if path.is_file() and not overwrite else {}
-    if state and state.get("train_config") != _without_seed(cfg):
+    if state and state.get("train_config") != cfg.without_seed():
         raise UserError(
             f"{path} was trained with other settings ({state.get('train_config')}); "
             "pass the same --train-epochs/--max-train-steps, or --overwrite to start over"
@@ -386,12 +237,12 @@ def _verify_run(
             "methods_order": [m for m in METHODS if m in set(names) | set(method_info)],
             "methods": method_info,
             "unavailable": unavailable,
-            "train_config": _without_seed(cfg),
+            "train_config": cfg.without_seed(),
             "runs": runs,
         }
     )
     run.tokenizer  # noqa: B018  (loads the tokenizer; drop the model it loaded alongside)
-    run.__dict__.pop("_first_model", None)
+    run.drop_spare_model()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     state["splits"] = sorted(evals)
     state["test_split"] = "the GLUE dev file (report only; GLUE test labels are private)"

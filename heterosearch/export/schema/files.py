@@ -118,7 +118,7 @@ def _config_keys(doc: dict[str, Any]) -> tuple[tuple[Any, ...], str] | None:
     """config.json's settings become ``RunConfig(**settings)``: a name it does not know would be a TypeError."""
     from dataclasses import fields
 
-    from heterosearch.pipeline import RunConfig
+    from heterosearch.pipeline.config import RunConfig
 
     known = {f.name for f in fields(RunConfig)}
     extra = [k for k in doc["config"] if k not in known]

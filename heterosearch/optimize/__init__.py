@@ -6,8 +6,8 @@
 - ``storage``: journal file or PostgreSQL; ``study``: the loop; ``worker``: ``heterosearch worker``.
 """
 
-from heterosearch.search.objective import PARAM_PREFIX
-from heterosearch.search.problem import Problem
-from heterosearch.search.study import SearchResult, run_search
+from heterosearch.optimize.objective import PARAM_PREFIX
+from heterosearch.optimize.problem import Problem
+from heterosearch.optimize.study import SearchResult, run_search
 
 __all__ = ["PARAM_PREFIX", "Problem", "SearchResult", "run_search"]

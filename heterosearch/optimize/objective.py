@@ -14,7 +14,7 @@ CHOICE_ATTR = "choice"  # trial user attr: the repaired choice of an over-budget
 
 def problem_from_dict(data: dict[str, Any]) -> Any:
     """The ``search.problem.Problem`` stored in a study."""
-    from heterosearch.search.problem import Problem
+    from heterosearch.optimize.problem import Problem
 
     return Problem.from_dict(data)
 

@@ -1,4 +1,9 @@
-"""What each stage of a run folder reads and writes, and the check that its inputs are current.
+"""The run folder's files: what each stage reads and writes, and the check that its inputs are current.
+
+Stage names are the CLI's stage commands. The ``train`` stage (``stage_verify`` in
+``pipeline/stages.py``) writes ``verify.json``: the one-seed check of the winner against the
+uniform baseline. The ``verify`` command (``heterosearch.verify``) is not a stage of a run: it
+adds ``verify_seeds.json``, the multi-seed evidence, to a finished run folder.
 
 Every file a stage writes records the sha256 of the files it was made from (``"inputs"``).
 Before a stage runs, each of its inputs is checked against the files *it* was made from: an
@@ -18,6 +23,16 @@ from typing import Any
 
 from heterosearch.errors import UserError
 
+CONFIG_FILE = "config.json"
+SCORES_FILE = "scores.json"
+SEARCH_FILE = "search.json"
+ALLOCATION_FILE = "allocation.json"
+VERIFY_FILE = "verify.json"  # written by the `train` stage (stage_verify): one seed, winner vs baseline
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+STUDY_FILE = "study.journal"
+VERIFY_SEEDS_FILE = "verify_seeds.json"  # written by the `verify` command (heterosearch.verify), not by a stage
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -29,11 +44,11 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("score", reads=(), writes=("scores.json",)),
-        Stage("search", reads=("scores.json",), writes=("search.json", "study.journal")),
-        Stage("export", reads=("search.json",), writes=("allocation.json", "adapter_config.json")),
-        Stage("train", reads=("search.json", "allocation.json"),
-              writes=("verify.json", "adapter_model.safetensors", "results.json", "report.md")),
+        Stage("score", reads=(), writes=(SCORES_FILE,)),
+        Stage("search", reads=(SCORES_FILE,), writes=(SEARCH_FILE, STUDY_FILE)),
+        Stage("export", reads=(SEARCH_FILE,), writes=(ALLOCATION_FILE, "adapter_config.json")),
+        Stage("train", reads=(SEARCH_FILE, ALLOCATION_FILE),
+              writes=(VERIFY_FILE, "adapter_model.safetensors", RESULTS_FILE, REPORT_FILE)),
     )
 }
 #: The stage that writes each file (the fix a stale-input message names).

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from heterosearch.errors import UserError
-from heterosearch.search.problem import Group, Problem, RoleBlock
+from heterosearch.optimize.problem import Group, Problem, RoleBlock
 from heterosearch.space.allocation import Allocation
 from heterosearch.space.kinds import count_params
 from heterosearch.space.options import OptionGroup

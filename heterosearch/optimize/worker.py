@@ -15,7 +15,7 @@ from typing import Any
 
 from heterosearch.errors import UserError
 from heterosearch.progress import say, track
-from heterosearch.search.study import (
+from heterosearch.optimize.study import (
     HEARTBEAT_INTERVAL,
     TRIALS_ATTR,
     describe,

@@ -27,8 +27,8 @@ from typing import Any
 
 from heterosearch.errors import UserError
 from heterosearch.progress import say, track
-from heterosearch.search.claims import WORKER_ATTR, claim, counts, fail_dead_trials
-from heterosearch.search.objective import (
+from heterosearch.optimize.claims import WORKER_ATTR, claim, counts, fail_dead_trials
+from heterosearch.optimize.objective import (
     CHOICE_ATTR,
     PARAM_PREFIX,
     PROBLEM_ATTR,
@@ -37,7 +37,7 @@ from heterosearch.search.objective import (
     make_objective,
     trial_choice,
 )
-from heterosearch.search.storage import (
+from heterosearch.optimize.storage import (
     HEARTBEAT_INTERVAL,
     STUDY_NAME,
     check_storage,

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from heterosearch.search.storage import MAX_RETRY
+from heterosearch.optimize.storage import MAX_RETRY
 
 WORKER_ATTR = "worker"  # trial user attr: which process runs it (host identity + pid)
 SURPLUS_ATTR = "surplus"  # trial user attr on a trial that was not needed (PRUNED)

@@ -1,0 +1,110 @@
+"""A run's settings: ``RunConfig`` (recorded resolved in ``config.json``) and the library versions beside them."""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from heterosearch import recipe
+from heterosearch.errors import UserError
+from heterosearch.version import __version__
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; recorded resolved in ``config.json``."""
+
+    budget: int | None = None  # None only for the score stage, which does not need one
+    task: str = "mrpc"
+    model: str | None = None
+    space: str = "lora"
+    proxy: str = "spectral"
+    trials: int = 300
+    train_epochs: float = recipe.EPOCHS
+    max_train_steps: int | None = None
+    seed: int = 0
+    data_dir: str | None = None
+    out: str | None = None
+    score_batches: int = 8
+    batch_size: int = recipe.BATCH_SIZE
+    max_length: int = recipe.MAX_LENGTH
+    lr: float = recipe.LR
+    warmup: float = recipe.WARMUP  # fraction of training steps with a linear warm-up, then linear decay to 0
+    val_fraction: float = 0.1  # of the training file, carved off for every choice the tool makes
+    split_seed: int = 0  # the validation split's seed (the same for every training seed)
+    proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
+    storage: str | None = None  # study storage: None = RUN/study.journal; a postgresql:// URL lets workers join
+
+    def __post_init__(self) -> None:
+        from heterosearch.proxies.base import PROXIES  # the package's __init__ registers every proxy first
+        from heterosearch.tasks import TASKS
+
+        TASKS.get(self.task)  # unknown task -> UserError with a suggestion
+        PROXIES.get(self.proxy)
+        for p in self.proxies:
+            PROXIES.get(p)
+        if self.proxy not in self.proxies:
+            self.proxies = (*self.proxies, self.proxy)
+        for name in ("trials", "score_batches", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name, low, high in (("train_epochs", 0.0, 1000.0), ("lr", 0.0, 10.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low < value <= high):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number in ({low:g}, {high:g}], got {value}")
+        if not (math.isfinite(self.warmup) and 0.0 <= self.warmup < 1.0):
+            raise UserError(f"--warmup must be a fraction of the training steps in [0, 1), got {self.warmup}")
+        if not (math.isfinite(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
+            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("seed", "split_seed"):
+            if not 0 <= getattr(self, name) < 2**32:  # what numpy and torch generators accept
+                raise UserError(f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(self, name)}")
+        if self.max_train_steps is not None and self.max_train_steps < 1:
+            raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
+
+    def train_config(self, epochs: float | None = None, max_steps: int | None = None, seed: int | None = None) -> Any:
+        """The training recipe of this run (``TrainConfig``): the same for every method it trains."""
+        from heterosearch.train.config import TrainConfig
+
+        if epochs is not None and not (math.isfinite(epochs) and 0 < epochs <= 1000):
+            raise UserError(f"--train-epochs must be a finite number in (0, 1000], got {epochs}")
+        if max_steps is not None and max_steps < 1:
+            raise UserError(f"--max-train-steps must be >= 1, got {max_steps}")
+        return TrainConfig(
+            epochs=self.train_epochs if epochs is None else epochs,
+            max_steps=self.max_train_steps if max_steps is None else max_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup=self.warmup,
+            max_length=self.max_length,
+            seed=self.seed if seed is None else seed,
+        )
+
+    def default_out(self) -> Path:
+        budget = "scores" if self.budget is None else str(self.budget)
+        return Path("runs") / f"{self.task}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["proxies"] = list(self.proxies)
+        return d
+
+
+_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0}  # settings older run folders did not record
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"heterosearch": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "optuna", "datasets", "numpy", "scipy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out

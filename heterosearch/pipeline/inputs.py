@@ -1,0 +1,170 @@
+"""What a run is about, loaded once on first use: space, task, model, tokenizer, sites and data.
+
+``RunInputs`` knows only the run's settings (``RunConfig``), never its folder: the stages
+and the evidence commands read the same model, sites and encoded splits through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from heterosearch.errors import UserError
+from heterosearch.pipeline.budget import baseline_allocation, check_budget
+from heterosearch.pipeline.config import RunConfig
+from heterosearch.space import SearchSpace, load_space
+from heterosearch.space.allocation import Allocation
+
+
+@dataclass
+class RunInputs:
+    """The lazily loaded space, task, model, tokenizer, sites and data of one run's settings."""
+
+    cfg: RunConfig
+    # Loading the tokenizer loads a model alongside it; scoring takes that one (``take_model``)
+    # rather than loading a second copy.
+    _spare_model: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @cached_property
+    def space(self) -> SearchSpace:
+        space = load_space(self.cfg.space)
+        if "lora" not in space.kinds:
+            raise UserError(f"space {space.name!r} has no 'lora' section: every space adapts sites with LoRA at least")
+        return space
+
+    @cached_property
+    def spec(self) -> Any:
+        from heterosearch.tasks import TASKS
+
+        return TASKS.get(self.cfg.task)
+
+    @cached_property
+    def model_path(self) -> str:
+        from heterosearch.models import resolve_model
+
+        return resolve_model(self.cfg.model)
+
+    def new_model(self) -> Any:
+        """A fresh base model with a classifier head initialised from the run's seed."""
+        from heterosearch.models import load_model
+
+        model, _ = load_model(self.model_path, self.spec.num_labels, self.cfg.seed)
+        return model
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        from heterosearch.models import load_model
+
+        model, tok = load_model(self.model_path, self.spec.num_labels, self.cfg.seed)
+        self._spare_model = model
+        return tok
+
+    def take_model(self) -> Any:
+        """The model loaded alongside the tokenizer if nobody took it yet, else a fresh one (same seed, same weights)."""
+        model, self._spare_model = self._spare_model, None
+        return model if model is not None else self.new_model()
+
+    def drop_spare_model(self) -> None:
+        """Free the model loaded alongside the tokenizer (callers that build their own models)."""
+        self._spare_model = None
+
+    @cached_property
+    def all_sites(self) -> list[Any]:
+        from heterosearch.models import discover_sites
+
+        return discover_sites(self._meta_model())
+
+    def _meta_model(self) -> Any:
+        # Site shapes only: build the architecture without weights (a fraction of a second).
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        from heterosearch.models.loading import _first_line, _hub_reachable
+
+        local = Path(self.model_path).is_dir()
+        try:  # a folder without config.json, an unknown architecture, an unreachable hub: one line, no traceback
+            config = AutoConfig.from_pretrained(
+                self.model_path, num_labels=self.spec.num_labels, local_files_only=not local and not _hub_reachable()
+            )
+            with torch.device("meta"):
+                return AutoModelForSequenceClassification.from_config(config)
+        except Exception as exc:
+            raise UserError(
+                f"cannot load model {self.cfg.model or self.model_path!r}: {_first_line(exc)} "
+                "(pass --model PATH to a Hugging Face model folder with config.json)"
+            ) from None
+
+    @cached_property
+    def sites(self) -> list[Any]:
+        """The sites the space may adapt (its roles), in site order."""
+        roles = set(self.space.lora.roles)
+        chosen = [s for s in self.all_sites if s.role in roles]
+        if not chosen:
+            have = sorted({s.role for s in self.all_sites})
+            raise UserError(f"space {self.space.name!r} adapts roles {sorted(roles)}, but the model has only {have}")
+        # Checked before anything is allocated: scoring builds (rank x width) tensors per site.
+        widest = max(max(s.d_in, s.d_out) for s in chosen)
+        too_big = [r for r in self.space.lora.ranks if r > widest]
+        if too_big:
+            raise UserError(
+                f"space {self.space.name!r} asks for LoRA rank {too_big[0]}, above the widest site of this model "
+                f"({widest}; a rank-r update of a d_out x d_in matrix has rank <= min(d_in, d_out)): remove ranks above {widest}"
+            )
+        return chosen
+
+    @property
+    def site_map(self) -> dict[str, Any]:
+        return {s.key: s for s in self.all_sites}
+
+    @cached_property
+    def data(self) -> Any:
+        from heterosearch.tasks import load_task_data
+
+        return load_task_data(self.spec, self.cfg.data_dir)
+
+    @cached_property
+    def carved(self) -> Any:
+        """The training file cut into fit and validation parts (``tasks/splits.py``)."""
+        from heterosearch.tasks.splits import carve_validation
+
+        return carve_validation(self.data.train, self.cfg.val_fraction, self.cfg.split_seed, not self.spec.is_regression)
+
+    @property
+    def splits(self) -> dict[str, Any]:
+        """What each split is and where it came from: recorded in every results file."""
+        from heterosearch.tasks.splits import SPLIT_ROLES
+
+        return {
+            "roles": dict(SPLIT_ROLES),
+            "source": self.data.source,
+            **self.carved.describe(self.cfg.val_fraction, self.cfg.split_seed, not self.spec.is_regression),
+            "test_examples": len(self.data.dev),
+            "test_file": self.data.dev.source,
+        }
+
+    @cached_property
+    def encoded(self) -> dict[str, Any]:
+        """``train`` (fit), ``val`` (selection) and ``test`` (the GLUE dev file: report only)."""
+        from heterosearch.tasks.batching import encode
+
+        # Never longer than the model's position table (longer inputs would index past it):
+        # truncate there, as a tokenizer's model_max_length would.
+        limit = getattr(self._meta_model().config, "max_position_embeddings", None)
+        length = min(self.cfg.max_length, limit) if isinstance(limit, int) and limit > 0 else self.cfg.max_length
+        regression = self.spec.num_labels == 1
+        parts = {"train": self.carved.train, "val": self.carved.val, "test": self.data.dev}
+        return {name: encode(self.tokenizer, p.texts, p.labels, regression, length) for name, p in parts.items()}
+
+    # -- the budget rules (pipeline/budget.py) on these sites ---------------------------------
+    def baseline_roles(self) -> tuple[str, ...]:
+        return self.space.baseline.roles
+
+    def check_budget(self) -> None:
+        if self.cfg.budget is not None:
+            check_budget(self.sites, self.space, self.cfg.budget)
+
+    def baseline_allocation(self) -> tuple[Allocation, str]:
+        """Uniform LoRA on the baseline roles at the largest integer rank within the budget."""
+        return baseline_allocation(self.sites, self.baseline_roles(), self.cfg.budget)

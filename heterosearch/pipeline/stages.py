@@ -1,0 +1,298 @@
+"""The stages of a run, in order: score -> search -> export -> train (``stage_verify``) -> results.
+
+Each stage reads and writes files in the run folder (``pipeline/files.py``), so the CLI's
+stage commands (``score``, ``search``, ``export``, ``train``) and ``run`` share one code
+path, and a resumed run skips what is already on disk.
+
+Names: the CLI's ``train`` stage is ``stage_verify`` here and writes ``verify.json``: it
+short-trains the winner and the uniform baseline once, at the run's seed. The ``verify``
+command (``heterosearch.verify``) is the multi-seed evidence on top of a finished run and
+writes ``verify_seeds.json``; it is not a stage of ``run``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from heterosearch import run_folder
+from heterosearch.errors import UserError
+from heterosearch.export.files import write_json
+from heterosearch.export.schema import read_run_file
+from heterosearch.pipeline.config import RunConfig, versions
+from heterosearch.pipeline.files import (
+    ALLOCATION_FILE,
+    INPUTS_KEY,
+    RESULTS_FILE,
+    SCORES_FILE,
+    SEARCH_FILE,
+    STUDY_FILE,
+    VERIFY_FILE,
+    check_current,
+    input_hashes,
+)
+from heterosearch.pipeline.folder import Run
+from heterosearch.progress import say
+from heterosearch.space import format_params
+from heterosearch.space.allocation import Allocation, largest_uniform_rank, uniform_allocation
+from heterosearch.version import __version__
+
+
+def stage_score(run: Run) -> Any:
+    """Score every (site, rank) candidate with every proxy; cached in scores.json."""
+    from heterosearch.proxies import Scores, score_candidates
+    from heterosearch.tasks.batching import collate, train_batches
+
+    path = run.path(SCORES_FILE)
+    other_kinds = sorted(set(run.space.kinds) - {"lora"})
+    if path.is_file():
+        scores = Scores.load(path)
+        have_kinds = all(k in scores.kinds.get("spectral", {}) or k in scores.undefined.get("spectral", {}) for k in other_kinds)
+        if set(run.cfg.proxies) <= set(scores.curves) and (have_kinds or "spectral" not in run.cfg.proxies):
+            say(f"[dim]scores: reusing {path}[/dim]")
+            return scores
+    t0 = time.perf_counter()
+    enc = run.encoded["train"]
+    idx = train_batches(enc, run.cfg.batch_size, run.cfg.seed, epoch=0)[: run.cfg.score_batches]
+    batches = [collate(run.tokenizer, enc, i) for i in idx]
+    model = run.take_model()  # the one loaded with the tokenizer, if unused
+    grads: dict[str, Any] = {}
+    scores = score_candidates(
+        model, run.sites, batches, run.cfg.proxies, max(run.space.lora.ranks), run.space.lora.scaling, run.cfg.seed,
+        keep_grads=grads,
+    )
+    if other_kinds:
+        from heterosearch.proxies.kinds import score_kinds
+
+        scores.kinds, scores.undefined = score_kinds(model, run.sites, batches, run.space, grads, run.cfg.proxies, run.cfg.seed)
+    del grads
+    scores.save(path)
+    run.timings["score"] = time.perf_counter() - t0
+    say(f"scores: {len(run.sites)} sites x {len(run.space.lora.ranks) - 1} ranks x {len(run.cfg.proxies)} proxies "
+        f"from {len(batches)} batches in {run.timings['score']:.1f}s")
+    return scores
+
+
+def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
+    """Optuna study + exact optimum of the same objective; the better one is the winner."""
+    from heterosearch.optimize import run_search
+    from heterosearch.optimize.build import build_problem, decode
+    from heterosearch.optimize.study import PARAM_PREFIX, default_study_name
+
+    t0 = time.perf_counter()
+    problem = build_problem(run.space, run.sites, scores, run.cfg.proxy, run.require_budget())
+    roles = run.baseline_roles()
+    enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, run.space.lora.ranks)
+    enq_lora = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else {}
+    enqueue = problem.baseline_choice({PARAM_PREFIX + k: r for k, r in enq_lora.items()}) if enq_rank else None
+    result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=enqueue,
+                        storage=run.cfg.storage, study_name=default_study_name(run.out, run.cfg.storage))
+    use_exact = result.exact_objective >= result.best_objective
+    winner = decode(result.exact_choice if use_exact else result.best_choice, run.space, run.sites)
+    summary = {
+        "proxy": run.cfg.proxy,
+        "objective": "sum of the chosen options' proxy scores (per-site LoRA ranks, shortcuts, one bank or MoS pool "
+        "per role), divided by the best single option's score",
+        "exact": result.exact,
+        "best_objective": result.best_objective,
+        "best_params": result.best_params,
+        "exact_objective": result.exact_objective,
+        "exact_params": result.exact_params,
+        "ratio": result.ratio,
+        "trials": result.trials,
+        "feasible_trials": result.feasible_trials,
+        "repaired_trials": sum(bool(h.get("repaired")) for h in result.history),
+        "seconds": result.seconds,
+        "exact_seconds": result.exact_seconds,
+        "exact_frontier": [[int(b), v] for b, v in result.exact_frontier],  # optimum at every budget up to this one
+        "winner_source": "exact" if use_exact else "optuna",
+        "optuna_allocation": decode(result.best_choice, run.space, run.sites).to_dict() if result.best_choice else {},
+        "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},
+        "study": STUDY_FILE if run.cfg.storage is None else result.storage,
+        "study_name": result.study_name,
+        "winner": winner.to_dict(),
+        "history": result.history,
+    }
+    summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
+    write_json(run.path(SEARCH_FILE), summary)
+    run.timings["search"] = time.perf_counter() - t0
+    say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
+        f"= {100 * result.ratio:.1f}% of the exact optimum {result.exact_objective:.4f}")
+    return winner, summary
+
+
+def write_peft_native(run: Run, winner: Allocation) -> Path | None:
+    """RUN/adapter/: the trained LoRA-only winner as a folder plain PEFT loads (export/peft_native.py)."""
+    from heterosearch.export.loader import load_adapters
+    from heterosearch.export.peft_native import ADAPTER_DIR, public_model_id, save_peft_adapter
+
+    if not winner.lora or winner.elements:
+        return None  # banks, pools, shortcuts: heterosearch.load_adapters (no PEFT form)
+    model = load_adapters(run.new_model(), run.out)
+    return save_peft_adapter(model, winner, run.site_map, run.space.lora.scaling, run.path(ADAPTER_DIR),
+                             base_model_id=public_model_id(run.cfg.model), task_type="SEQ_CLS")
+
+
+def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
+    """allocation.json (ours) + adapter_config.json (PEFT), checked by loading it with PEFT."""
+    from heterosearch.export import check_peft_roundtrip, lora_config, save_lora_config, write_allocation
+
+    sites = run.site_map
+    head = sum(p.numel() for n, p in run._meta_model().named_parameters() if n.split(".")[0] in ("classifier", "pre_classifier", "score"))
+    data = write_allocation(
+        run.path(ALLOCATION_FILE),
+        winner,
+        sites,
+        run.space.lora.scaling,
+        model=run.cfg.model or "all-MiniLM-L6-v2",
+        task=run.cfg.task,
+        space={"name": run.space.name, "version": run.space.version},
+        budget=run.cfg.budget,
+        head_params=head,
+        proxy=run.cfg.proxy,
+        seed=run.cfg.seed,
+        versions=versions(),
+        **{INPUTS_KEY: input_hashes(run.out, "export")},  # the search.json it was exported from
+    )
+    # The LoRA part exports to PEFT; banks, pools and shortcuts are heterosearch's own
+    # (allocation.json + heterosearch.load_adapters). PEFT reloads from base_model_name_or_path:
+    # give it a path it can load (the packaged copy).
+    peft_part = Allocation(lora=winner.lora)
+    if peft_part.lora:
+        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type="SEQ_CLS")
+        save_lora_config(config, run.out)
+        ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
+        check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
+    data["peft_params"] = peft_part.params(sites)
+    return data
+
+
+def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
+    """The CLI's ``train`` stage: short-train the winner and the uniform baseline with the same seed, data order and schedule.
+
+    Writes ``verify.json`` (the name run folders have always had); the multi-seed evidence is the
+    ``verify`` command's (``heterosearch.verify``), not this stage's.
+    """
+    from heterosearch.train import train_allocation
+
+    path = run.path(VERIFY_FILE)
+    done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
+    cfg = run.cfg.train_config()
+    evals = {k: v for k, v in run.encoded.items() if k != "train"}
+    baseline, baseline_name = run.baseline_allocation()
+    for label, alloc, name in (("winner", winner, "searched allocation"), ("baseline", baseline, baseline_name)):
+        if label in done and done[label].get("allocation") == alloc.to_dict():
+            continue
+        t0 = time.perf_counter()
+        res = train_allocation(
+            run.new_model, run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
+            run.encoded["train"], evals, run.spec, cfg, label=label, checkpoint=run.path("checkpoints") / f"{label}.pt",
+            save_dir=run.out if label == "winner" else None,
+        )
+        expected = alloc.params(run.site_map)
+        if res.params != expected:
+            raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {expected}")
+        entry = {
+            "name": name,
+            **res.metrics.get("test", {}),  # the report split at the top level; every split under "splits"
+            **res.summary(),
+            "resumed_from_step": res.resumed_from,
+            "allocation": alloc.to_dict(),
+        }
+        done[label] = entry
+        if label == "winner":
+            write_peft_native(run, alloc)
+        write_json(path, done)  # after each model, so a resumed run skips it
+        run.timings[f"train_{label}"] = time.perf_counter() - t0
+    done["train_config"] = cfg.to_dict()
+    done["split_roles"] = run.splits
+    done["both_trivial"] = all(done[k].get("trivial", {}).get("test", False) for k in ("winner", "baseline"))
+    write_json(path, done)
+    return done
+
+
+def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: dict[str, Any] | None, scores: Any) -> dict[str, Any]:
+    """results.json (every stage's outcome in one file; ``verify`` is the train stage's verify.json) and report.md."""
+    from heterosearch.report.render import render_run_report
+
+    results = {
+        "heterosearch_version": __version__,
+        "versions": versions(),
+        "argv": sys.argv,
+        "task": run.cfg.task,
+        "model": run.cfg.model or "all-MiniLM-L6-v2",
+        "space": {"name": run.space.name, "version": run.space.version},
+        "budget": run.cfg.budget,
+        "params": winner.params(run.site_map),
+        "head_params": verify["winner"]["head_params"] if verify else None,
+        "proxy": run.cfg.proxy,
+        "seed": run.cfg.seed,
+        "allocation": winner.to_dict(),
+        "sites": scores.sites,
+        "search": {k: v for k, v in search.items() if k != "history"},
+        "scoring": scores.meta,
+        "splits": run.splits,
+        "verify": verify,
+        "timings": run.timings,
+    }
+    write_json(run.path(RESULTS_FILE), results)
+    render_run_report(run.out)
+    return results
+
+
+def run_all(cfg: RunConfig, resume: bool = False, overwrite: bool = False, verify: bool = True) -> dict[str, Any]:
+    """``heterosearch run``: every stage in order (``verify=False`` skips the train stage), holding the folder's lock."""
+    t0 = time.perf_counter()
+    out = Path(cfg.out or cfg.default_out())
+    held_before = run_folder.holds(out)
+    try:
+        run = Run.open(cfg, resume=resume, overwrite=overwrite)
+        say(f"run folder: {run.out}  (budget {format_params(cfg.budget)}, task {cfg.task}, proxy {cfg.proxy}, seed {cfg.seed})")
+        scores = stage_score(run)
+        winner, search = stage_search(run, scores)
+        stage_export(run, winner)
+        verified = stage_verify(run, winner) if verify else None
+        run.timings["total"] = time.perf_counter() - t0
+        return write_results(run, winner, search, verified, scores)
+    finally:
+        if not held_before:
+            run_folder.unlock(out)
+
+
+def check_exported(run: Run, winner: Allocation) -> None:
+    """Training reads search.json's winner and writes next to allocation.json: they must agree.
+
+    After ``search DIR --budget B2`` the old allocation.json (and its PEFT config) describe
+    another budget; training then would report one allocation and ship another.
+    """
+    from heterosearch.export.allocation_file import read_allocation
+
+    path = run.path(ALLOCATION_FILE)
+    if not path.is_file():
+        raise UserError(f"{run.out} has no {ALLOCATION_FILE}: run `heterosearch export {run.out}` first")
+    exported, data = read_allocation(path)
+    check_current(run.out, "train", {ALLOCATION_FILE: data})
+    if exported.to_dict() != winner.to_dict() or data.get("budget") != run.cfg.budget:
+        raise UserError(
+            f"{path} (budget {data.get('budget')}) is older than search.json (budget {run.cfg.budget}): "
+            f"run `heterosearch export {run.out}` first, then train"
+        )
+
+
+def check_searched(run: Run, search: dict[str, Any]) -> None:
+    """Export reads search.json: it must come from the scores in the folder now (pipeline/files.py)."""
+    check_current(run.out, "export", {SEARCH_FILE: search})
+
+
+def load_winner(run: Run) -> tuple[Allocation, dict[str, Any]]:
+    """The winner recorded by the search stage."""
+    search = read_run_file(run.path(SEARCH_FILE), SEARCH_FILE) if run.path(SEARCH_FILE).is_file() else None
+    if search is None:
+        raise UserError(f"{run.out} has no {SEARCH_FILE}: run `heterosearch search {run.out} --budget B` first")
+    return Allocation.from_dict(search["winner"]), search
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    return read_run_file(Path(run_dir) / RESULTS_FILE, RESULTS_FILE)
