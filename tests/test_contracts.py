@@ -269,6 +269,24 @@ def test_save_then_load_gives_identical_logits(
     assert count_adapter_params(fresh) == count_adapter_params(model)
 
 
+@pytest.mark.parametrize("case", KIND_CASES)
+def test_merge_and_unload_keeps_the_outputs(case: Case, tiny_bert: Model, tiny_batches: Batches) -> None:
+    """Merging folds every linear adapter into its weight: same outputs, a plain model left (shortcuts stay)."""
+    from heterosearch.adapters.merge import is_mergeable, merge_and_unload, remaining_shortcuts
+
+    model, _, _ = build(case, tiny_bert, seed=0)
+    perturb(model)
+    before = outputs(model, tiny_batches)
+    merge_and_unload(model)
+    for got, want in zip(outputs(model, tiny_batches), before, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert not any(is_mergeable(m) for m in model.modules())
+    if case.kind == "shortcut":
+        assert remaining_shortcuts(model) > 0  # documented: a shortcut is not a map of one weight
+    else:
+        assert set(model.state_dict()) == set(tiny_bert().state_dict())  # a plain transformers model again
+
+
 # ---------------------------------------------------------------- proxy contracts
 
 

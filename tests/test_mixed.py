@@ -69,3 +69,31 @@ def test_mixed_allocation_trains_and_reloads_to_identical_logits(tmp_path) -> No
         untrained = tiny_model("bert", num_layers=4)(**_inputs(batch)).logits
     assert torch.equal(before, after)
     assert not torch.allclose(before, untrained, atol=1e-4)  # training did change the model
+
+
+@pytest.mark.parametrize("family", ["bert", "opt"])
+@pytest.mark.parametrize("with_shortcuts", [False, True])
+def test_merging_a_mixed_allocation_gives_a_plain_model_with_the_same_logits(family: str, with_shortcuts: bool) -> None:
+    """LoRA (one on a bank-wrapped layer's neighbour), banks and MoS fold into the weights (issue: merge)."""
+    from heterosearch.adapters.merge import merge_and_unload, remaining_shortcuts
+
+    mixed = {k: v for k, v in MIXED.items() if with_shortcuts or k != "shortcut"}
+    mixed = {**mixed, "lora": {**MIXED["lora"], "L1.v": 2}}  # L1.v is also in the tl6 bank: LoRA wraps the bank
+    model = tiny_model(family, num_layers=4)
+    apply_allocation(model, discover_sites(model), Allocation.from_dict(mixed), 2.0, seed=0)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.2 * torch.randn(p.shape, generator=gen))
+    model.eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        before = model(**_inputs(batch)).logits
+        merge_and_unload(model)
+        after = model(**_inputs(batch)).logits
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    if with_shortcuts:
+        assert remaining_shortcuts(model) > 0
+    else:
+        assert set(model.state_dict()) == set(tiny_model(family, num_layers=4).state_dict())
