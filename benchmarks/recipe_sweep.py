@@ -46,9 +46,9 @@ def main() -> None:
     from heterosearch.pipeline import Run, RunConfig, versions
     from heterosearch.space.budget import parse_budget
     from heterosearch.train import TrainConfig, train_allocation
-    from heterosearch.verify.adalora import train_adalora
-    from heterosearch.verify.baselines import plan_baselines
-    from heterosearch.verify.seeds import model_factory
+    from heterosearch.evidence.adalora import train_adalora
+    from heterosearch.evidence.baselines import plan_baselines
+    from heterosearch.evidence.seeds import model_factory
 
     budget = parse_budget(args.budget)
     out = Path(args.out)
@@ -88,7 +88,7 @@ def main() -> None:
                         continue
                     tc = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=cfg.batch_size, max_length=cfg.max_length)
                     t0 = time.perf_counter()
-                    if m == "adalora":  # its own method: SVD-form adapters and a rank schedule (verify/adalora.py)
+                    if m == "adalora":  # its own method: SVD-form adapters and a rank schedule (evidence/adalora.py)
                         res = train_adalora(model_factory(run, seed), run.tokenizer, run.sites,
                                             plans[m].details["target_r"], plans[m].details["init_r"], scale,
                                             run.encoded["train"], evals, run.spec, tc, label=key)

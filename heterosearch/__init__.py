@@ -13,12 +13,12 @@ from typing import Any
 import heterosearch.adapters  # noqa: E402, F401
 from heterosearch.version import __version__
 
-__all__ = ["__version__", "SearchResult", "load", "load_adapters", "search"]
+__all__ = ["__version__", "SearchResult", "load", "load_adapters", "merge_and_unload", "search", "verify"]
 
 
 def __getattr__(name: str) -> Any:
     # The API module imports nothing heavy at module level, but keep `import heterosearch` minimal.
-    if name in ("search", "load", "SearchResult"):
+    if name in ("search", "verify", "load", "merge_and_unload", "SearchResult"):
         from heterosearch import api
 
         return getattr(api, name)

@@ -137,6 +137,29 @@ def search(
     )
 
 
+def verify(run_dir: str | Path, seeds: int | Sequence[int] = 3, methods: str | Sequence[str] | None = None,
+           train_epochs: float | None = None) -> dict[str, Any]:
+    """Train a run's winner and the baselines at its budget over ``seeds``; paired statistics.
+
+    The ``verify`` command's work (``evidence.seeds.verify_run``): resumable, writes
+    ``RUN/verify_seeds.json`` and returns its content (``summary`` holds per-split means, paired
+    differences with 95 % intervals and the seeds a 1-point difference needs). ``run_dir`` is a
+    folder made by ``heterosearch run`` (the CLI) with a search in it.
+    """
+    from heterosearch.evidence import verify_run
+
+    if isinstance(methods, (list, tuple)):
+        methods = ",".join(methods)
+    return verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs)
+
+
+def merge_and_unload(model: Any) -> Any:
+    """Fold LoRA, banks and MoS pools into the base weights: a plain transformers model (shortcuts stay)."""
+    from heterosearch.adapters.merge import merge_and_unload as _merge
+
+    return _merge(model)
+
+
 def load(directory: str | Path, model: Any = None, seed: int = 0) -> Any:
     """Rebuild an adapted model from a run or export folder.
 

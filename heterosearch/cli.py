@@ -9,7 +9,7 @@ Commands and what they call (and write):
   ``stage_search`` (search.json), ``export`` -> ``stage_export`` (allocation.json), ``train`` ->
   ``stage_verify`` (verify.json: winner vs uniform baseline, one seed; results.json, report.md);
   ``run`` -> ``run_all``, all four in order;
-- evidence on a run (``heterosearch.verify``): ``verify`` -> ``verify_run`` (verify_seeds.json: every
+- evidence on a run (``heterosearch.evidence``): ``verify`` -> ``verify_run`` (verify_seeds.json: every
   method over seeds), ``rank-report`` -> ``rank_report`` (rank_report.json), ``frontier`` ->
   ``frontier`` (frontier.json); ``report`` re-renders report.md from the folder's files.
 """
@@ -279,7 +279,7 @@ def verify(
     check_int("--seeds", seeds, 1, MAX_SEEDS)
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
     from heterosearch.report.render import render_run_report
-    from heterosearch.verify import verify_run
+    from heterosearch.evidence import verify_run
 
     state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
                        max_train_steps=max_train_steps, overwrite=overwrite)
@@ -310,7 +310,7 @@ def rank_report_cmd(
     Example: heterosearch rank-report --task mrpc --space lora --samples 20 --budget 0.5M --steps 30
     """
     from heterosearch.report.render import render_run_report
-    from heterosearch.verify import rank_report
+    from heterosearch.evidence import rank_report
 
     b = parse_budget_option(budget)
     if b is None:
@@ -354,7 +354,7 @@ def frontier_cmd(
     Rerun the same command to resume. Example: heterosearch frontier --task mrpc --budgets 41.5k,83k,0.5M --seeds 5,3,3
     """
     from heterosearch.report.render import render_run_report
-    from heterosearch.verify.frontier import frontier
+    from heterosearch.evidence.frontier import frontier
 
     parsed = [parse_budget_option(b.strip()) for b in budgets.split(",") if b.strip()]
     try:

@@ -82,7 +82,7 @@ def print_verify_summary(state: dict[str, Any]) -> None:
 
 def print_rank_summary(rep: dict[str, Any]) -> None:
     """Per proxy: rho, tau and top-k precision; the seed-vs-seed ceiling; the seed mean's reliability (``rank-report``)."""
-    from heterosearch.verify.ranking import NOISY_BELOW
+    from heterosearch.evidence.ranking import NOISY_BELOW
 
     for p, st in rep["proxies"].items():
         typer.echo(f"{p:<10} rho {st['spearman']['value'] or 0:+.2f}  tau {st['kendall']['value'] or 0:+.2f}  "

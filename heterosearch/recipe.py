@@ -29,7 +29,7 @@ SCALE_RULE = "rslora"
 LORA_ALPHA = 2.0 * 2.0**0.5
 
 LR = 1e-3
-#: AdaLoRA trains with LR * this factor: its own recipe (the rank schedule is in verify/adalora.py).
+#: AdaLoRA trains with LR * this factor: its own recipe (the rank schedule is in evidence/adalora.py).
 #: Its adapters start as P diag(E) Q with E = 0 and are pruned mid-training, so at the LoRA
 #: rate it stays at the majority class (67.5 % val at 41.5k, reports/mrpc-frontier before the
 #: scale change). Swept on val at 41.5k, 3 epochs, seed 0 (reports/recipe-sweep/adalora-41.5k):

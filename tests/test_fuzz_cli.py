@@ -102,8 +102,8 @@ def assert_in_range(reached: Reached) -> None:
 def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     import heterosearch.pipeline as pipeline
     import heterosearch.optimize.worker as worker
-    import heterosearch.verify as verify
-    import heterosearch.verify.frontier as frontier
+    import heterosearch.evidence as verify
+    import heterosearch.evidence.frontier as frontier
 
     monkeypatch.setattr(pipeline, "run_all", _stub)
     monkeypatch.setattr(pipeline.Run, "open", staticmethod(_stub))

@@ -213,7 +213,7 @@ def _reopen(w: dict[str, Any]) -> None:
 
 
 def _open_run(w: dict[str, Any]) -> None:
-    from heterosearch.verify.seeds import open_run
+    from heterosearch.evidence.seeds import open_run
 
     try:
         open_run(w["scratch"])
@@ -253,8 +253,8 @@ def _load_winner(w: dict[str, Any]) -> None:
 def _verify_json_reuse(w: dict[str, Any]) -> None:
     """What `verify` does with verify.json: reuse the run's own trainings, then summarise them."""
     from heterosearch.space.allocation import Allocation
-    from heterosearch.verify.seeds import _from_verify_json
-    from heterosearch.verify.statistics import summarize
+    from heterosearch.evidence.seeds import _from_verify_json
+    from heterosearch.evidence.statistics import summarize
 
     pristine = json.loads((w["run"] / "verify.json").read_text())
     run = SimpleNamespace(cfg=SimpleNamespace(seed=0), path=lambda name: w["scratch"] / name)
@@ -281,7 +281,7 @@ def _load_results(w: dict[str, Any]) -> None:
 
 
 def _summarize_frontier(w: dict[str, Any]) -> None:
-    from heterosearch.verify.frontier import summarize_frontier
+    from heterosearch.evidence.frontier import summarize_frontier
 
     summarize_frontier(w["scratch_root"], [BUDGET])
 
@@ -306,7 +306,7 @@ def test_every_kind_has_a_consumer_table_and_the_writers_versions() -> None:
 
     from heterosearch.export.schema import SCHEMAS
 
-    def module(name: str) -> Any:  # heterosearch.verify re-exports functions named like its modules
+    def module(name: str) -> Any:  # heterosearch.evidence re-exports functions named like its modules
         return importlib.import_module(f"heterosearch.{name}")
 
     assert set(CONSUMERS) == set(KINDS)

@@ -17,7 +17,7 @@ os.environ.setdefault("HETEROSEARCH_QUIET", "1")
 from heterosearch.errors import UserError  # noqa: E402
 from heterosearch.tasks._loading import Split  # noqa: E402
 from heterosearch.tasks.splits import carve_validation  # noqa: E402
-from heterosearch.verify.statistics import paired_comparison, paired_interval, seeds_needed  # noqa: E402
+from heterosearch.evidence.statistics import paired_comparison, paired_interval, seeds_needed  # noqa: E402
 from tests.test_verify import Counter, _tiny_world  # noqa: E402
 
 
@@ -103,7 +103,7 @@ def test_paired_comparison_reports_interval_and_seeds() -> None:
 
 # ------------------------------------------------------------------ baselines and trivial models
 def test_uniform_all_is_mixed_to_within_two_percent() -> None:
-    from heterosearch.verify.baselines import TOLERANCE, uniform_baseline
+    from heterosearch.evidence.baselines import TOLERANCE, uniform_baseline
 
     roles, sites = ROLES, minilm_sites()
     # MiniLM: every site at rank r costs 41,472 r, so 41.5k, 83k and 0.5M are r = 1, 2, 12 exactly.
@@ -130,7 +130,7 @@ def test_trivial_models_are_detected() -> None:
 def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from heterosearch.verify.frontier import frontier
+    from heterosearch.evidence.frontier import frontier
 
     torch.set_num_threads(1)
     model_dir, glue = _tiny_world(tmp_path)
@@ -170,7 +170,7 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
 
 
 def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:
-    from heterosearch.verify.sampling import sample_structural
+    from heterosearch.evidence.sampling import sample_structural
 
     sites = minilm_sites()
     smap = {s.key: s for s in sites}

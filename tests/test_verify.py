@@ -20,8 +20,8 @@ os.environ.setdefault("HETEROSEARCH_QUIET", "1")
 
 from heterosearch.errors import UserError  # noqa: E402
 from heterosearch.space.allocation import Allocation  # noqa: E402
-from heterosearch.verify import describe, paired_comparison, ranking_stats, summarize  # noqa: E402
-from heterosearch.verify.baselines import TOLERANCE, random_allocation  # noqa: E402
+from heterosearch.evidence import describe, paired_comparison, ranking_stats, summarize  # noqa: E402
+from heterosearch.evidence.baselines import TOLERANCE, random_allocation  # noqa: E402
 
 MRPC = Path(__file__).resolve().parents[1] / "heterosearch/tasks/data/mrpc/train.tsv"
 # Tiny BERT: hidden 32, FFN 64 -> q/k/v/o cost 64 per rank, ffn_in/ffn_out 96; 2 layers, 12 sites.
@@ -78,7 +78,7 @@ class Counter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import heterosearch.train as train_pkg
-        import heterosearch.verify.adalora as ada
+        import heterosearch.evidence.adalora as ada
 
         self.calls: list[str] = []
         orig_train, orig_ada = train_pkg.train_allocation, ada.train_adalora
@@ -97,9 +97,9 @@ class Counter:
 
 @pytest.fixture(scope="module")
 def verified(world: dict[str, Any]) -> dict[str, Any]:
-    from heterosearch.verify import verify_run
+    import heterosearch
 
-    return verify_run(world["run"], seeds=2)
+    return heterosearch.verify(world["run"], seeds=2)  # the Python API: the verify command's own function
 
 
 # ------------------------------------------------------------------ baselines at the budget
@@ -107,7 +107,7 @@ def verified(world: dict[str, Any]) -> dict[str, Any]:
 
 def test_baselines_match_the_budget_and_report_exact_counts(world: dict[str, Any], verified: dict[str, Any]) -> None:
     from heterosearch.pipeline import Run
-    from heterosearch.verify.seeds import open_run
+    from heterosearch.evidence.seeds import open_run
 
     run: Run = open_run(world["run"])
     sites = run.site_map
@@ -225,7 +225,7 @@ def test_ranking_stats_on_synthetic_rankings() -> None:
 def test_reliability_separates_signal_from_seed_noise() -> None:
     import numpy as np
 
-    from heterosearch.verify.ranking import reliability
+    from heterosearch.evidence.ranking import reliability
 
     rng = np.random.default_rng(0)
     truth = np.linspace(0.6, 0.8, 40)[:, None]  # between-allocation sd ~0.058
@@ -244,7 +244,7 @@ def test_vectorised_rank_statistics_match_scipy() -> None:
     import numpy as np
     from scipy import stats
 
-    from heterosearch.verify.ranking import kendall_tau_b, spearman, top_k_precision
+    from heterosearch.evidence.ranking import kendall_tau_b, spearman, top_k_precision
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 5, size=(6, 15)).astype(float)  # many ties
@@ -260,7 +260,7 @@ def test_vectorised_rank_statistics_match_scipy() -> None:
 
 
 def test_verify_resumes_without_retraining(world: dict[str, Any], verified: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from heterosearch.verify import verify_run
+    from heterosearch.evidence import verify_run
 
     counter = Counter(monkeypatch)
     again = verify_run(world["run"], seeds=2)
@@ -287,7 +287,7 @@ def test_verify_reuses_the_runs_own_training(world: dict[str, Any], verified: di
 
 
 def test_rank_report_tiny(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from heterosearch.verify import rank_report
+    from heterosearch.evidence import rank_report
 
     out = world["root"] / "rank"
     rep = rank_report(task="mrpc", space="lora", samples=4, budget=BUDGET, steps=2, seeds=(0, 1), out=out,

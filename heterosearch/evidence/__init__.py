@@ -17,11 +17,11 @@ noise ceiling), ``sampling`` (rank-report's sampling designs), ``frontier_summar
 frontier's points, read from the budget folders).
 """
 
-from heterosearch.verify.baselines import METHODS, Planned, plan_baselines, random_allocation
-from heterosearch.verify.rank_report import rank_report
-from heterosearch.verify.ranking import ranking_stats
-from heterosearch.verify.seeds import VERIFY_SEEDS_FILE, verify_run
-from heterosearch.verify.statistics import describe, paired_comparison, summarize
+from heterosearch.evidence.baselines import METHODS, Planned, plan_baselines, random_allocation
+from heterosearch.evidence.rank_report import rank_report
+from heterosearch.evidence.ranking import ranking_stats
+from heterosearch.evidence.seeds import VERIFY_SEEDS_FILE, verify_run
+from heterosearch.evidence.statistics import describe, paired_comparison, summarize
 
 __all__ = [
     "METHODS",

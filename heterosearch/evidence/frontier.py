@@ -29,7 +29,7 @@ from heterosearch.errors import UserError
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
-from heterosearch.verify.frontier_summary import FRONTIER_FILE, budget_folder, summarize_frontier
+from heterosearch.evidence.frontier_summary import FRONTIER_FILE, budget_folder, summarize_frontier
 
 FORMAT_VERSION = 1
 FIRST_PASS_SEEDS = 3
@@ -67,7 +67,7 @@ def frontier(
     """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``."""
     from heterosearch.pipeline.config import RunConfig, versions
     from heterosearch.pipeline.stages import run_all
-    from heterosearch.verify.seeds import parse_methods, verify_run
+    from heterosearch.evidence.seeds import parse_methods, verify_run
 
     budgets = sorted({int(b) for b in budgets})
     if not budgets:

@@ -13,7 +13,7 @@ from typing import Any
 
 from heterosearch.export.schema import read_run_file
 from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
-from heterosearch.verify.statistics import summarize
+from heterosearch.evidence.statistics import summarize
 
 FRONTIER_FILE = "frontier.json"
 

@@ -38,8 +38,8 @@ from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 from heterosearch.space.allocation import Allocation
-from heterosearch.verify.ranking import ranking_report
-from heterosearch.verify.sampling import DESIGNS, proxy_sum, sample_allocations, sample_structural
+from heterosearch.evidence.ranking import ranking_report
+from heterosearch.evidence.sampling import DESIGNS, proxy_sum, sample_allocations, sample_structural
 
 RANK_REPORT_FILE = "rank_report.json"
 FORMAT_VERSION = 1
@@ -75,7 +75,7 @@ def rank_report(
     from heterosearch.pipeline.stages import stage_score
     from heterosearch.proxies import PROXIES
     from heterosearch.train import train_allocation
-    from heterosearch.verify.seeds import model_factory
+    from heterosearch.evidence.seeds import model_factory
 
     if samples < 4:
         raise UserError(f"--samples must be >= 4 (rank statistics of fewer points mean nothing), got {samples}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from heterosearch.errors import UserError
 from heterosearch.space.allocation import Allocation
-from heterosearch.verify.baselines import random_allocation
+from heterosearch.evidence.baselines import random_allocation
 
 
 def proxy_sum(curves: dict[str, list[float]], allocation: Allocation) -> float:
@@ -48,7 +48,7 @@ def sample_structural(sites: Sequence[Any], r_max: int, budget: int, n: int, see
     order until within ``tol`` (``uniform_baseline(mixed=True)``). Draws needing a rank above
     ``r_max`` (too few sites for the budget) or under ``tol`` are rejected; duplicates too.
     """
-    from heterosearch.verify.baselines import uniform_baseline
+    from heterosearch.evidence.baselines import uniform_baseline
 
     rng = np.random.default_rng([seed, 0x57C7])
     roles = sorted({s.role for s in sites}, key=[s.role for s in sites].index)

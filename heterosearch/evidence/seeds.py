@@ -29,8 +29,8 @@ from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
 from heterosearch.progress import say
-from heterosearch.verify.baselines import METHODS, Planned, plan_baselines, random_baseline
-from heterosearch.verify.statistics import summarize
+from heterosearch.evidence.baselines import METHODS, Planned, plan_baselines, random_baseline
+from heterosearch.evidence.statistics import summarize
 
 FORMAT_VERSION = 1
 
@@ -120,7 +120,7 @@ def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str,
     label = f"{plan.method} s{seed}"
     if plan.method == "adalora":
         from heterosearch import recipe
-        from heterosearch.verify.adalora import train_adalora
+        from heterosearch.evidence.adalora import train_adalora
 
         # AdaLoRA's own recipe: its adapters start as P diag(E) Q with E = 0 and its rank
         # schedule prunes mid-training, so it needs a larger step than LoRA (recipe.py).
@@ -204,7 +204,7 @@ def _verify_run(
     )
     unavailable = {m: p for m, p in fixed.items() if isinstance(p, str)}
     plans: dict[str, Planned] = {m: p for m, p in fixed.items() if isinstance(p, Planned)}
-    from heterosearch.verify.adalora import ADALORA_MIN_STEPS
+    from heterosearch.evidence.adalora import ADALORA_MIN_STEPS
 
     n_steps = cfg.steps_for(len(run.encoded["train"]))
     if "adalora" in plans and n_steps < ADALORA_MIN_STEPS:  # its rank schedule needs room (PEFT fails below)

@@ -235,7 +235,7 @@ def _rank_table(r: Mapping[str, Any]) -> list[str]:
         line = (f"Reliability of the {rel['seeds']}-seed mean: **{rel['reliability']:.2f}** (sd across allocations "
                 f"{rel['sd_of_seed_means']:.4g}, seed sd {rel['seed_sd']:.4g}); no score can correlate above about "
                 f"{rel['max_correlation']:.2f} with it.")
-        from heterosearch.verify.ranking import NOISY_BELOW
+        from heterosearch.evidence.ranking import NOISY_BELOW
 
         if rel["reliability"] < NOISY_BELOW:
             line += (" **Most of the measured differences are seed noise: at this fidelity the table cannot tell "
@@ -297,7 +297,7 @@ def render_run_report(run_dir: Path | str) -> Path:
         lines += verify_section(verify, plot)
     if front:  # refreshed from the budget folders, so a partial frontier reports every finished training
         from heterosearch.export.files import write_json
-        from heterosearch.verify.frontier_summary import FRONTIER_FILE, summarize_frontier
+        from heterosearch.evidence.frontier_summary import FRONTIER_FILE, summarize_frontier
 
         front.update(summarize_frontier(run_dir, [int(b) for b in front.get("budgets", [])]))
         write_json(run_dir / FRONTIER_FILE, front)
