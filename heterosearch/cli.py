@@ -80,6 +80,10 @@ def _main(
     """Search where LoRA's trainable parameters go under a hard parameter budget, and prove it."""
 
 
+DeviceOpt = Annotated[str, typer.Option(help="Where models train and evaluate: auto, cpu, cuda, cuda:N, mps.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 (autocast; CPUs with bf16 support, GPUs) or fp16 (CUDA).")]
+
+
 @app.command()
 @user_errors
 def run(
@@ -102,6 +106,8 @@ def run(
     max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are truncated).")] = recipe.MAX_LENGTH,
     val_fraction: Annotated[float, typer.Option(help="Share of the training file carved off as the validation split.")] = 0.1,
     split_seed: Annotated[int, typer.Option(help="Seed of the validation split (the same for every training seed).")] = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
 ) -> None:
@@ -119,7 +125,7 @@ def run(
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length,
-                    val_fraction=val_fraction, split_seed=split_seed)
+                    val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     print_run_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")

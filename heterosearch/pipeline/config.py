@@ -37,6 +37,8 @@ class RunConfig:
     split_seed: int = 0  # the validation split's seed (the same for every training seed)
     proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
     storage: str | None = None  # study storage: None = RUN/study.journal; a postgresql:// URL lets workers join
+    device: str = "auto"  # where models train and evaluate (train/device.py)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 autocast for training and evaluation
 
     def __post_init__(self) -> None:
         from heterosearch.proxies.base import PROXIES  # the package's __init__ registers every proxy first
@@ -64,6 +66,9 @@ class RunConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(self, name)}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
+        from heterosearch.train.device import check_precision, resolve_device
+
+        check_precision(self.precision, resolve_device(self.device))  # before any work: one line if unusable
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
 
@@ -83,6 +88,8 @@ class RunConfig:
             warmup=self.warmup,
             max_length=self.max_length,
             seed=self.seed if seed is None else seed,
+            precision=self.precision,
+            device=str(resolve_device_name(self.device)),
         )
 
     def default_out(self) -> Path:
@@ -95,7 +102,13 @@ class RunConfig:
         return d
 
 
-_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0}  # settings older run folders did not record
+def resolve_device_name(spec: str) -> str:
+    from heterosearch.train.device import resolve_device
+
+    return str(resolve_device(spec))
+
+
+_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:

@@ -22,6 +22,8 @@ class TrainConfig:
     grouped_batches: bool = True
     seed: int = 0
     checkpoint_every: int = 25  # steps between checkpoints when a checkpoint path is given (0 = never)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (train/device.py): part of the recipe
+    device: str = "cpu"  # where it runs (auto | cpu | cuda[:N] | mps): not part of the recipe
 
     def steps_for(self, n_examples: int) -> int:
         per_epoch = math.ceil(n_examples / self.batch_size)
@@ -29,7 +31,14 @@ class TrainConfig:
         return min(steps, self.max_steps) if self.max_steps else steps
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The recipe as recorded and compared. The device is left out (the same recipe on another
+        device is the same experiment); fp32 is left implicit, so files written before the
+        precision setting existed still compare equal."""
+        d = asdict(self)
+        d.pop("device")
+        if d["precision"] == "fp32":
+            d.pop("precision")
+        return d
 
     def without_seed(self) -> dict[str, Any]:
         """``to_dict`` minus the seed: what the trainings of one recipe over several seeds share."""

@@ -28,6 +28,7 @@ from heterosearch.progress import track
 from heterosearch.space.allocation import Allocation
 from heterosearch.tasks.batching import Encoded, collate, eval_batches, train_batches
 from heterosearch.train.config import TrainConfig
+from heterosearch.train.device import autocast, check_precision, grad_scaler, resolve_device, to_device
 
 
 @dataclass
@@ -90,7 +91,8 @@ def evaluate_with_loss(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spe
     return metrics, loss
 
 
-def evaluate_split(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, batch_size: int) -> tuple[dict[str, float], float, bool]:
+def evaluate_split(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: Any, batch_size: int,
+                   precision: str = "fp32") -> tuple[dict[str, float], float, bool]:
     """(metrics, mean loss per example, trivial) on a labelled split (``is_trivial``).
 
     The loss (cross-entropy; squared error for regression, as the model's training loss) is
@@ -100,14 +102,16 @@ def evaluate_split(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: A
     from heterosearch.tasks import compute_metrics
 
     model.eval()
+    device = next(model.parameters()).device
     preds: list[Any] = []
     order: list[int] = []
     total = 0.0
     with torch.inference_mode():
         for idx in eval_batches(enc, batch_size):
-            batch = collate(tokenizer, enc, idx)
+            batch = to_device(collate(tokenizer, enc, idx), device)
             gold = batch.pop("labels", None)
-            logits = model(**batch).logits
+            with autocast(device, precision):
+                logits = model(**batch).logits.float()  # metrics and losses in float32
             if gold is not None:
                 if enc.regression:
                     total += float(torch.nn.functional.mse_loss(logits.squeeze(-1).float(), gold.float(), reduction="sum"))
@@ -159,9 +163,13 @@ def train_allocation(
     delete it once the model is trained and evaluated.
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    device = resolve_device(cfg.device)
+    check_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     model = model_factory()
-    apply_allocation(model, sites, allocation, scaling, seed=cfg.seed)
+    apply_allocation(model, sites, allocation, scaling, seed=cfg.seed)  # on the CPU: the same init everywhere
+    model.to(device)
+    scaler = grad_scaler(device, cfg.precision)
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_adapter = count_adapter_params(model)
     n_head = sum(p.numel() for p in head_parameters(model).values())
@@ -195,11 +203,17 @@ def train_allocation(
     every = cfg.checkpoint_every if checkpoint is not None else 0
     for step in track(range(start, steps), f"train {label}", total=steps - start):
         idx = next(stream)
-        batch = collate(tokenizer, train, idx)
+        batch = to_device(collate(tokenizer, train, idx), device)
         tokens += int(batch["attention_mask"].sum())
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
+        with autocast(device, cfg.precision):
+            loss = model(**batch).loss
+        if scaler is not None:  # fp16: scale the loss so small gradients survive float16
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
@@ -214,7 +228,9 @@ def train_allocation(
             })
     seconds = elapsed + time.perf_counter() - t0
 
-    evaluated = {name: evaluate_split(model, tokenizer, enc, spec, cfg.eval_batch_size) for name, enc in evals.items()}
+    evaluated = {name: evaluate_split(model, tokenizer, enc, spec, cfg.eval_batch_size, cfg.precision)
+                 for name, enc in evals.items()}
+    model.to("cpu")  # saved tensors and the caller's view are on the CPU whatever the device
     metrics = {name: m for name, (m, _, _) in evaluated.items()}
     if save_dir is not None:  # trained adapters + head, reloadable with heterosearch.load_adapters
         from heterosearch.export.loader import save_adapters
