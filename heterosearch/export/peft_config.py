@@ -26,21 +26,33 @@ def lora_config(
     sites: Mapping[str, Any],
     scale: LoraScale | float,
     base_model: str | None = None,
-    task_type: str = "SEQ_CLS",
+    task_type: str | None = "SEQ_CLS",
+    relative_to: str | None = None,
+    modules_to_save: list[str] | None = None,
 ) -> Any:
     """A ``peft.LoraConfig`` that builds exactly the LoRA adapters of ``allocation``.
 
     ``scale``: the scale rule; rslora maps to ``use_rslora=True`` with one ``lora_alpha``, the
-    ``ratio`` rule to one anchored ``alpha_pattern`` key per module (a bare number: ratio).
+    ``ratio`` rule to one ``alpha_pattern`` key per module (a bare number: ratio).
+    ``relative_to``: None writes full module names with anchored keys (``^bert\.encoder...``);
+    a base-model prefix (``"bert"``) writes names relative to the backbone with suffix-matched
+    keys, which match from the task wrapper and from the bare backbone (export/peft_native.py).
     """
     from peft import LoraConfig
 
     if not allocation.lora:
         raise ValueError("allocation has no LoRA sites to export")
-    names = {sites[k].name: r for k, r in allocation.lora.items()}
+    def name(key: str) -> str:
+        full = sites[key].name
+        if relative_to and full.startswith(relative_to + "."):
+            return full[len(relative_to) + 1:]
+        return full
+
+    names = {name(k): r for k, r in allocation.lora.items()}
     default_r = collections.Counter(names.values()).most_common(1)[0][0]
     conv1d = any(sites[k].conv1d for k in allocation.lora)
-    patterns = {"^" + re.escape(n): r for n, r in sorted(names.items())}
+    anchor = "" if relative_to is not None else "^"
+    patterns = {anchor + re.escape(n): r for n, r in sorted(names.items())}
     return LoraConfig(
         r=default_r,
         target_modules=sorted(names),
@@ -49,6 +61,7 @@ def lora_config(
         lora_dropout=0.0,
         bias="none",
         fan_in_fan_out=conv1d,
+        modules_to_save=modules_to_save or None,
         task_type=task_type,
         base_model_name_or_path=base_model,
     )

@@ -19,7 +19,6 @@ the model, and ``heterosearch.adapters.merge`` folds the linear ones into the ba
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ ADAPTER_DIR = "adapter"
 PACKAGED_PUBLIC_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def relative_name(name: str, prefix: str) -> str:
+def relative_name(name: str, prefix: str) -> str:  # as lora_config(relative_to=prefix) names modules
     """``bert.encoder.layer.0...`` -> ``encoder.layer.0...`` (``prefix``: the model's base_model_prefix)."""
     return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
 
@@ -46,27 +45,12 @@ def head_modules(model: Any) -> list[str]:
 def native_lora_config(allocation: Allocation, sites: Mapping[str, Any], scale: Any, base_model_id: str | None,
                        prefix: str, modules_to_save: list[str] | None = None, task_type: str | None = "SEQ_CLS") -> Any:
     """A ``LoraConfig`` with relative module names and unanchored (suffix-matched) pattern keys."""
-    from peft import LoraConfig
-
-    from heterosearch.space.scale import as_scale
+    from heterosearch.export.peft_config import lora_config
 
     if not allocation.lora or allocation.elements:
         raise ValueError("a PEFT-native folder needs a LoRA-only allocation")
-    names = {relative_name(sites[k].name, prefix): r for k, r in allocation.lora.items()}
-    default_r = max(set(names.values()), key=list(names.values()).count)
-    patterns = {re.escape(n): r for n, r in sorted(names.items())}
-    return LoraConfig(
-        r=default_r,
-        target_modules=sorted(names),
-        rank_pattern=patterns,
-        **as_scale(scale).peft_kwargs(patterns, default_r),
-        lora_dropout=0.0,
-        bias="none",
-        fan_in_fan_out=any(sites[k].conv1d for k in allocation.lora),
-        modules_to_save=modules_to_save or None,
-        task_type=task_type,
-        base_model_name_or_path=base_model_id,
-    )
+    return lora_config(allocation, sites, scale, base_model=base_model_id, task_type=task_type, relative_to=prefix,
+                       modules_to_save=modules_to_save)
 
 
 def peft_state_dict(model: Any, allocation: Allocation, sites: Mapping[str, Any]) -> dict[str, Any]:
