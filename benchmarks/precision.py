@@ -36,9 +36,9 @@ def main() -> None:
     from heterosearch.pipeline import Run, RunConfig, versions
     from heterosearch.space.budget import parse_budget
     from heterosearch.tasks.batching import collate
+    from heterosearch.train.config import TrainConfig
     from heterosearch.train.device import autocast
     from heterosearch.train.loop import batch_stream, make_optimizer
-    from heterosearch.train.config import TrainConfig
 
     budget = parse_budget(args.budget)
     run = Run(cfg=RunConfig(budget=budget, out="/tmp/hs-precision"), out=Path("/tmp/hs-precision"))

@@ -43,12 +43,12 @@ def main() -> None:
     ap.add_argument("--out", default="reports/recipe-sweep")
     args = ap.parse_args()
 
-    from heterosearch.pipeline import Run, RunConfig, versions
-    from heterosearch.space.budget import parse_budget
-    from heterosearch.train import TrainConfig, train_allocation
     from heterosearch.evidence.adalora import train_adalora
     from heterosearch.evidence.baselines import plan_baselines
     from heterosearch.evidence.seeds import model_factory
+    from heterosearch.pipeline import Run, RunConfig, versions
+    from heterosearch.space.budget import parse_budget
+    from heterosearch.train import TrainConfig, train_allocation
 
     budget = parse_budget(args.budget)
     out = Path(args.out)

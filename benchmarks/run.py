@@ -571,8 +571,8 @@ def tiny_bert(layers: int, hidden: int) -> torch.nn.Module:
 
 def scale_point(model: torch.nn.Module, ranks: list[int], batches: list[Any], trials: int, tmp: Path, tag: str) -> dict[str, Any]:
     from heterosearch.models import discover_sites
-    from heterosearch.proxies import score_candidates
     from heterosearch.optimize import run_search
+    from heterosearch.proxies import score_candidates
     from heterosearch.space import lora_params
     from heterosearch.space.allocation import largest_uniform_rank, uniform_allocation
 

@@ -97,8 +97,9 @@ def search(
     import math
 
     from heterosearch.models import discover_sites
-    from heterosearch.proxies import PROXIES, score_candidates
     from heterosearch.optimize.build import build_problem, decode
+    from heterosearch.proxies import PROXIES
+    from heterosearch.proxies.kinds import score_space
     from heterosearch.space import load_space
     from heterosearch.space.budget import parse_budget
 
@@ -117,13 +118,7 @@ def search(
     if not sites:
         raise UserError(f"space {the_space.name!r} adapts roles {sorted(roles)}, which this model does not have")
     batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches, seed)
-    grads: dict[str, Any] = {}
-    scores = score_candidates(model, sites, batches, [proxy], max(the_space.lora.ranks), the_space.lora.scaling, seed,
-                              keep_grads=grads)
-    if set(the_space.kinds) - {"lora"}:
-        from heterosearch.proxies.kinds import score_kinds
-
-        scores.kinds, scores.undefined = score_kinds(model, sites, batches, the_space, grads, [proxy], seed)
+    scores = score_space(model, sites, batches, the_space, [proxy], seed)  # the score stage's own function
     problem = build_problem(the_space, sites, scores, proxy, b)
     exact = problem.solve()
     allocation = decode(exact.choice, the_space, sites)

@@ -284,8 +284,8 @@ def verify(
     """
     check_int("--seeds", seeds, 1, MAX_SEEDS)
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
-    from heterosearch.report.render import render_run_report
     from heterosearch.evidence import verify_run
+    from heterosearch.report.render import render_run_report
 
     state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
                        max_train_steps=max_train_steps, overwrite=overwrite)
@@ -315,8 +315,8 @@ def rank_report_cmd(
 
     Example: heterosearch rank-report --task mrpc --space lora --samples 20 --budget 0.5M --steps 30
     """
-    from heterosearch.report.render import render_run_report
     from heterosearch.evidence import rank_report
+    from heterosearch.report.render import render_run_report
 
     b = parse_budget_option(budget)
     if b is None:
@@ -359,8 +359,8 @@ def frontier_cmd(
 
     Rerun the same command to resume. Example: heterosearch frontier --task mrpc --budgets 41.5k,83k,0.5M --seeds 5,3,3
     """
-    from heterosearch.report.render import render_run_report
     from heterosearch.evidence.frontier import frontier
+    from heterosearch.report.render import render_run_report
 
     parsed = [parse_budget_option(b.strip()) for b in budgets.split(",") if b.strip()]
     try:

@@ -19,7 +19,14 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         yield from items
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("{task.description}"),
@@ -36,9 +43,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 def say(message: str) -> None:
     """One status line on stderr (stdout is kept for results)."""
     if not quiet():
-        from rich.console import Console
-
         import sys
+
+        from rich.console import Console
 
         # A file or a pipe gets whole lines: no hard wrap at 80 columns in mid-sentence.
         Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()).print(message)

@@ -23,10 +23,7 @@ from torch import nn
 
 import heterosearch
 from heterosearch.adapters import adapter_state_dict, apply_allocation, count_adapter_params, head_parameters
-from heterosearch.adapters.bank import VARIANTS, BankElement
 from heterosearch.adapters.kinds import ADAPTER_KINDS, shared_store
-from heterosearch.adapters.mos import MosElement
-from heterosearch.adapters.shortcut import ShortcutElement, candidates
 from heterosearch.export import read_allocation, write_allocation
 from heterosearch.export.loader import save_adapters
 from heterosearch.models import Site, discover_sites, sites_by_key

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from heterosearch.errors import UserError
+from heterosearch.optimize.problem import Problem
 from heterosearch.optimize.study import (
     PROBLEM_ATTR,
     TRIALS_ATTR,
@@ -36,7 +37,6 @@ from heterosearch.optimize.study import (
     run_search,
     trial_choice,
 )
-from heterosearch.optimize.problem import Problem
 from heterosearch.optimize.worker import run_worker
 
 REPO = Path(__file__).resolve().parent.parent

@@ -100,10 +100,10 @@ def assert_in_range(reached: Reached) -> None:
 
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    import heterosearch.pipeline as pipeline
-    import heterosearch.optimize.worker as worker
     import heterosearch.evidence as verify
     import heterosearch.evidence.frontier as frontier
+    import heterosearch.optimize.worker as worker
+    import heterosearch.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "run_all", _stub)
     monkeypatch.setattr(pipeline.Run, "open", staticmethod(_stub))

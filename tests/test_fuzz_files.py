@@ -234,8 +234,8 @@ def _model_sites(w: dict[str, Any]) -> list[Any]:
 
 def _search_problem(w: dict[str, Any]) -> None:
     """What `search` does with scores.json: the LoRA space's problem over this model's sites."""
-    from heterosearch.proxies import Scores
     from heterosearch.optimize.build import build_problem
+    from heterosearch.proxies import Scores
     from heterosearch.space import load_space
 
     scores = Scores.load(w["scratch"] / "scores.json")
@@ -252,9 +252,9 @@ def _load_winner(w: dict[str, Any]) -> None:
 
 def _verify_json_reuse(w: dict[str, Any]) -> None:
     """What `verify` does with verify.json: reuse the run's own trainings, then summarise them."""
-    from heterosearch.space.allocation import Allocation
     from heterosearch.evidence.seeds import _from_verify_json
     from heterosearch.evidence.statistics import summarize
+    from heterosearch.space.allocation import Allocation
 
     pristine = json.loads((w["run"] / "verify.json").read_text())
     run = SimpleNamespace(cfg=SimpleNamespace(seed=0), path=lambda name: w["scratch"] / name)

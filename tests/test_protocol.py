@@ -15,11 +15,10 @@ import pytest
 os.environ.setdefault("HETEROSEARCH_QUIET", "1")
 
 from heterosearch.errors import UserError  # noqa: E402
+from heterosearch.evidence.statistics import paired_comparison, paired_interval, seeds_needed  # noqa: E402
 from heterosearch.tasks._loading import Split  # noqa: E402
 from heterosearch.tasks.splits import carve_validation  # noqa: E402
-from heterosearch.evidence.statistics import paired_comparison, paired_interval, seeds_needed  # noqa: E402
 from tests.test_verify import Counter, _tiny_world  # noqa: E402
-
 
 ROLES = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
 

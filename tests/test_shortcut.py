@@ -18,8 +18,8 @@ from heterosearch.adapters.shortcut import (
     candidates,
     remove_shortcuts,
     shortcut_count,
-    shortcut_params,
     shortcut_gradients,
+    shortcut_params,
     shortcut_store,
 )
 from heterosearch.models import discover_sites

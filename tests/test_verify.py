@@ -19,9 +19,9 @@ import pytest
 os.environ.setdefault("HETEROSEARCH_QUIET", "1")
 
 from heterosearch.errors import UserError  # noqa: E402
-from heterosearch.space.allocation import Allocation  # noqa: E402
 from heterosearch.evidence import describe, paired_comparison, ranking_stats, summarize  # noqa: E402
 from heterosearch.evidence.baselines import TOLERANCE, random_allocation  # noqa: E402
+from heterosearch.space.allocation import Allocation  # noqa: E402
 
 MRPC = Path(__file__).resolve().parents[1] / "heterosearch/tasks/data/mrpc/train.tsv"
 # Tiny BERT: hidden 32, FFN 64 -> q/k/v/o cost 64 per rank, ffn_in/ffn_out 96; 2 layers, 12 sites.
@@ -77,8 +77,8 @@ class Counter:
     """Wraps the training functions to count (and still run) every training."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import heterosearch.train as train_pkg
         import heterosearch.evidence.adalora as ada
+        import heterosearch.train as train_pkg
 
         self.calls: list[str] = []
         orig_train, orig_ada = train_pkg.train_allocation, ada.train_adalora
@@ -106,8 +106,8 @@ def verified(world: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_baselines_match_the_budget_and_report_exact_counts(world: dict[str, Any], verified: dict[str, Any]) -> None:
-    from heterosearch.pipeline import Run
     from heterosearch.evidence.seeds import open_run
+    from heterosearch.pipeline import Run
 
     run: Run = open_run(world["run"])
     sites = run.site_map

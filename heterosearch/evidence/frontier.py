@@ -26,10 +26,10 @@ from typing import Any
 
 from heterosearch import run_folder
 from heterosearch.errors import UserError
+from heterosearch.evidence.frontier_summary import FRONTIER_FILE, budget_folder, summarize_frontier
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
-from heterosearch.evidence.frontier_summary import FRONTIER_FILE, budget_folder, summarize_frontier
 
 FORMAT_VERSION = 1
 FIRST_PASS_SEEDS = 3
@@ -65,9 +65,9 @@ def frontier(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``."""
+    from heterosearch.evidence.seeds import parse_methods, verify_run
     from heterosearch.pipeline.config import RunConfig, versions
     from heterosearch.pipeline.stages import run_all
-    from heterosearch.evidence.seeds import parse_methods, verify_run
 
     budgets = sorted({int(b) for b in budgets})
     if not budgets:

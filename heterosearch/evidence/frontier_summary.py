@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from heterosearch.evidence.statistics import summarize
 from heterosearch.export.schema import read_run_file
 from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
-from heterosearch.evidence.statistics import summarize
 
 FRONTIER_FILE = "frontier.json"
 

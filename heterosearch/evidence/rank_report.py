@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from heterosearch.errors import UserError
+from heterosearch.evidence.ranking import ranking_report
+from heterosearch.evidence.sampling import DESIGNS, proxy_sum, sample_allocations, sample_structural
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 from heterosearch.space.allocation import Allocation
-from heterosearch.evidence.ranking import ranking_report
-from heterosearch.evidence.sampling import DESIGNS, proxy_sum, sample_allocations, sample_structural
 
 RANK_REPORT_FILE = "rank_report.json"
 FORMAT_VERSION = 1
@@ -70,12 +70,12 @@ def rank_report(
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
 
+    from heterosearch.evidence.seeds import model_factory
     from heterosearch.pipeline.config import RunConfig, versions
     from heterosearch.pipeline.folder import Run
     from heterosearch.pipeline.stages import stage_score
     from heterosearch.proxies import PROXIES
     from heterosearch.train import train_allocation
-    from heterosearch.evidence.seeds import model_factory
 
     if samples < 4:
         raise UserError(f"--samples must be >= 4 (rank statistics of fewer points mean nothing), got {samples}")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from heterosearch.errors import UserError
-from heterosearch.space.allocation import Allocation
 from heterosearch.evidence.baselines import random_allocation
+from heterosearch.space.allocation import Allocation
 
 
 def proxy_sum(curves: dict[str, list[float]], allocation: Allocation) -> float:

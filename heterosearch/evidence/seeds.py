@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.evidence.baselines import METHODS, Planned, plan_baselines, random_baseline
+from heterosearch.evidence.statistics import summarize
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
 from heterosearch.progress import say
-from heterosearch.evidence.baselines import METHODS, Planned, plan_baselines, random_baseline
-from heterosearch.evidence.statistics import summarize
 
 FORMAT_VERSION = 1
 

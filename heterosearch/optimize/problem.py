@@ -19,8 +19,8 @@ answer feasible but possibly not optimal, and ``exact`` says so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np

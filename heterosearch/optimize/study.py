@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
-from heterosearch.progress import say, track
 from heterosearch.optimize.claims import WORKER_ATTR, claim, counts, fail_dead_trials
 from heterosearch.optimize.objective import (
     CHOICE_ATTR,
@@ -46,6 +45,7 @@ from heterosearch.optimize.storage import (
     describe,
     open_storage,
 )
+from heterosearch.progress import say, track
 
 __all__ = [  # the names other modules use from here (storage and objective names are re-exported for them)
     "CHOICE_ATTR", "HEARTBEAT_INTERVAL", "PARAM_PREFIX", "PROBLEM_ATTR", "STUDY_NAME", "TRIALS_ATTR", "WORKER_ATTR",

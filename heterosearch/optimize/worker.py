@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
-from heterosearch.progress import say, track
 from heterosearch.optimize.study import (
     HEARTBEAT_INTERVAL,
     TRIALS_ATTR,
@@ -24,6 +23,7 @@ from heterosearch.optimize.study import (
     make_sampler,
     open_storage,
 )
+from heterosearch.progress import say, track
 
 
 @dataclass

@@ -42,7 +42,8 @@ from heterosearch.version import __version__
 
 def stage_score(run: Run) -> Any:
     """Score every (site, rank) candidate with every proxy; cached in scores.json."""
-    from heterosearch.proxies import Scores, score_candidates
+    from heterosearch.proxies import Scores
+    from heterosearch.proxies.kinds import score_space
     from heterosearch.tasks.batching import collate, train_batches
 
     path = run.path(SCORES_FILE)
@@ -58,16 +59,7 @@ def stage_score(run: Run) -> Any:
     idx = train_batches(enc, run.cfg.batch_size, run.cfg.seed, epoch=0)[: run.cfg.score_batches]
     batches = [collate(run.tokenizer, enc, i) for i in idx]
     model = run.take_model()  # the one loaded with the tokenizer, if unused
-    grads: dict[str, Any] = {}
-    scores = score_candidates(
-        model, run.sites, batches, run.cfg.proxies, max(run.space.lora.ranks), run.space.lora.scaling, run.cfg.seed,
-        keep_grads=grads,
-    )
-    if other_kinds:
-        from heterosearch.proxies.kinds import score_kinds
-
-        scores.kinds, scores.undefined = score_kinds(model, run.sites, batches, run.space, grads, run.cfg.proxies, run.cfg.seed)
-    del grads
+    scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed)
     scores.save(path)
     run.timings["score"] = time.perf_counter() - t0
     say(f"scores: {len(run.sites)} sites x {len(run.space.lora.ranks) - 1} ranks x {len(run.cfg.proxies)} proxies "

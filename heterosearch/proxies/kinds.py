@@ -57,3 +57,19 @@ def score_kinds(
         for p, v in scored.items():
             values[p][kind.name] = v
     return values, undefined
+
+
+def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, Any]], space: Any,
+                proxies: Sequence[str], seed: int) -> Any:
+    """Every candidate of ``space``: per-site LoRA curves, then the other kinds from the same passes.
+
+    The one scoring entry point of the ``score`` stage and of ``heterosearch.search`` (api.py).
+    """
+    from heterosearch.proxies.scoring import score_candidates
+
+    grads: dict[str, Any] = {}
+    scores = score_candidates(model, sites, batches, proxies, max(space.lora.ranks), space.lora.scaling, seed,
+                              keep_grads=grads)
+    if set(space.kinds) - {"lora"}:
+        scores.kinds, scores.undefined = score_kinds(model, sites, batches, space, grads, proxies, seed)
+    return scores

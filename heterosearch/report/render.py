@@ -296,8 +296,8 @@ def render_run_report(run_dir: Path | str) -> Path:
             plot = f"{PLOTS_DIR}/seed_spread.png"
         lines += verify_section(verify, plot)
     if front:  # refreshed from the budget folders, so a partial frontier reports every finished training
-        from heterosearch.export.files import write_json
         from heterosearch.evidence.frontier_summary import FRONTIER_FILE, summarize_frontier
+        from heterosearch.export.files import write_json
 
         front.update(summarize_frontier(run_dir, [int(b) for b in front.get("budgets", [])]))
         write_json(run_dir / FRONTIER_FILE, front)
