@@ -313,9 +313,9 @@ def test_every_kind_has_a_consumer_table_and_the_writers_versions() -> None:
     allocation_file = module("export.allocation_file")
     assert (SCHEMAS["allocation.json"].format, SCHEMAS["allocation.json"].format_version) == (
         allocation_file.FORMAT, allocation_file.FORMAT_VERSION)
-    assert SCHEMAS["verify_seeds.json"].format_version == module("verify.seeds").FORMAT_VERSION
-    assert SCHEMAS["rank_report.json"].format_version == module("verify.rank_report").FORMAT_VERSION
-    assert SCHEMAS["frontier.json"].format_version == module("verify.frontier").FORMAT_VERSION
+    assert SCHEMAS["verify_seeds.json"].format_version == module("evidence.seeds").FORMAT_VERSION
+    assert SCHEMAS["rank_report.json"].format_version == module("evidence.rank_report").FORMAT_VERSION
+    assert SCHEMAS["frontier.json"].format_version == module("evidence.frontier").FORMAT_VERSION
 
 
 # -- corruptions -------------------------------------------------------------------------------------

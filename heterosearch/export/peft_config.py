@@ -34,7 +34,7 @@ def lora_config(
 
     ``scale``: the scale rule; rslora maps to ``use_rslora=True`` with one ``lora_alpha``, the
     ``ratio`` rule to one ``alpha_pattern`` key per module (a bare number: ratio).
-    ``relative_to``: None writes full module names with anchored keys (``^bert\.encoder...``);
+    ``relative_to``: None writes full module names with anchored keys (``^`` + the escaped full name);
     a base-model prefix (``"bert"``) writes names relative to the backbone with suffix-matched
     keys, which match from the task wrapper and from the bare backbone (export/peft_native.py).
     """

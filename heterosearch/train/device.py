@@ -27,6 +27,8 @@ DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
 
 def resolve_device(spec: str) -> torch.device:
     """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` / ``mps`` -> a usable ``torch.device``, or one line."""
+    if spec is not None and not isinstance(spec, str):  # a hand-edited config.json
+        raise UserError(f"--device must be one of {DEVICES_HELP}, got {str(spec)[:40]!r}")
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -57,8 +59,8 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision[:20]!r} is unknown (known: {', '.join(PRECISIONS)})")
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise UserError(f"--precision {str(precision)[:20]!r} is unknown (known: {', '.join(PRECISIONS)})")
     if precision == "fp16" and device.type != "cuda":
         raise UserError(f"--precision fp16 needs a CUDA device (here: {device.type}); use --precision bf16")
 
