@@ -42,13 +42,7 @@ def lora_config(
 
     if not allocation.lora:
         raise ValueError("allocation has no LoRA sites to export")
-    def name(key: str) -> str:
-        full = sites[key].name
-        if relative_to and full.startswith(relative_to + "."):
-            return full[len(relative_to) + 1:]
-        return full
-
-    names = {name(k): r for k, r in allocation.lora.items()}
+    names = {relative_name(sites[k].name, relative_to or ""): r for k, r in allocation.lora.items()}
     default_r = collections.Counter(names.values()).most_common(1)[0][0]
     conv1d = any(sites[k].conv1d for k in allocation.lora)
     anchor = "" if relative_to is not None else "^"
@@ -65,6 +59,11 @@ def lora_config(
         task_type=task_type,
         base_model_name_or_path=base_model,
     )
+
+
+def relative_name(name: str, prefix: str) -> str:
+    """``bert.encoder.layer.0...`` -> ``encoder.layer.0...`` (``prefix``: the model's base_model_prefix)."""
+    return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
 
 
 def save_lora_config(config: Any, out_dir: Path) -> Path:

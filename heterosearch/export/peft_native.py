@@ -23,16 +23,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from heterosearch.export.peft_config import relative_name  # noqa: F401  (re-exported: the names PEFT sees)
 from heterosearch.space.allocation import Allocation
 
 ADAPTER_DIR = "adapter"
 #: The packaged default model's public id (what base_model_name_or_path says for it).
 PACKAGED_PUBLIC_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def relative_name(name: str, prefix: str) -> str:  # as lora_config(relative_to=prefix) names modules
-    """``bert.encoder.layer.0...`` -> ``encoder.layer.0...`` (``prefix``: the model's base_model_prefix)."""
-    return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
 
 
 def head_modules(model: Any) -> list[str]:
