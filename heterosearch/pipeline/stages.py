@@ -168,36 +168,56 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     ``verify`` command's (``heterosearch.verify``), not this stage's.
     """
     from heterosearch.train import train_allocation
+    from heterosearch.train.parallel import Job, plan_jobs, run_jobs
 
     path = run.path(VERIFY_FILE)
     done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
     cfg = run.cfg.train_config()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     baseline, baseline_name = run.baseline_allocation()
-    for label, alloc, name in (("winner", winner, "searched allocation"), ("baseline", baseline, baseline_name)):
-        if label in done and done[label].get("allocation") == alloc.to_dict():
-            continue
-        t0 = time.perf_counter()
-        res = train_allocation(
+    models = {"winner": (winner, "searched allocation"), "baseline": (baseline, baseline_name)}
+    todo = [label for label, (alloc, _) in models.items()
+            if not (label in done and done[label].get("allocation") == alloc.to_dict())]
+
+    def job(label: str) -> Job:
+        alloc = models[label][0]
+        return Job(label, cfg.steps_for(len(run.encoded["train"])), lambda on_step: train_allocation(
             run.new_model, run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
             run.encoded["train"], evals, run.spec, cfg, label=label, checkpoint=run.path("checkpoints") / f"{label}.pt",
-            save_dir=run.out if label == "winner" else None,
-        )
-        expected = alloc.params(run.site_map)
-        if res.params != expected:
-            raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {expected}")
-        entry = {
-            "name": name,
-            **res.metrics.get("test", {}),  # the report split at the top level; every split under "splits"
-            **res.summary(),
-            "resumed_from_step": res.resumed_from,
-            "allocation": alloc.to_dict(),
-        }
-        done[label] = entry
-        if label == "winner":
-            write_peft_native(run, alloc)
-        write_json(path, done)  # after each model, so a resumed run skips it
-        run.timings[f"train_{label}"] = time.perf_counter() - t0
+            save_dir=run.out if label == "winner" else None, on_step=on_step,
+        ))
+
+    # On a CPU the two trainings run side by side, one process and half the threads each
+    # (train/parallel.py: sooner than one after the other); elsewhere one after the other.
+    parallel = plan_jobs(cfg.device, len(todo))
+    if parallel > 1:
+        say(f"training {' and '.join(todo)} side by side ({parallel} processes)")
+    for start in range(0, len(todo), parallel):
+        t0 = time.perf_counter()
+        batch = todo[start : start + parallel]
+        results = run_jobs([job(label) for label in batch], parallel)
+        for label in batch:
+            alloc, name = models[label]
+            res = results[label]
+            expected = alloc.params(run.site_map)
+            if res.params != expected:
+                raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {expected}")
+            done[label] = {
+                "name": name,
+                **res.metrics.get("test", {}),  # the report split at the top level; every split under "splits"
+                **res.summary(),
+                "resumed_from_step": res.resumed_from,
+                "allocation": alloc.to_dict(),
+            }
+            if label == "winner":
+                write_peft_native(run, alloc)
+            write_json(path, done)  # after each model, so a resumed run skips it
+            run.timings[f"train_{label}"] = res.seconds
+        if len(batch) > 1:
+            run.timings["train_side_by_side"] = time.perf_counter() - t0  # wall time of the batch
+        else:
+            run.timings[f"train_{batch[0]}"] = time.perf_counter() - t0
+    done["train_processes"] = parallel
     done["train_config"] = cfg.to_dict()
     done["split_roles"] = run.splits
     done["both_trivial"] = all(done[k].get("trivial", {}).get("test", False) for k in ("winner", "baseline"))

@@ -155,12 +155,14 @@ def train_allocation(
     label: str = "train",
     checkpoint: Path | None = None,
     save_dir: Path | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Build a fresh model, apply ``allocation``, train the adapters and the head, evaluate.
 
     ``checkpoint``: resume from this file if it holds a checkpoint of the same training
     (allocation, schedule, settings), save to it every ``cfg.checkpoint_every`` steps, and
-    delete it once the model is trained and evaluated.
+    delete it once the model is trained and evaluated. ``on_step(done)``: called after every
+    step instead of drawing a progress bar (``train/parallel.py`` draws one for all its processes).
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     device = resolve_device(cfg.device)
@@ -201,7 +203,8 @@ def train_allocation(
     for _ in range(start):  # the data order is a pure function of (seed, epoch): skip what was trained
         next(stream)
     every = cfg.checkpoint_every if checkpoint is not None else 0
-    for step in track(range(start, steps), f"train {label}", total=steps - start):
+    step_range = range(start, steps) if on_step is not None else track(range(start, steps), f"train {label}", total=steps - start)
+    for step in step_range:
         idx = next(stream)
         batch = to_device(collate(tokenizer, train, idx), device)
         tokens += int(batch["attention_mask"].sum())
@@ -218,6 +221,8 @@ def train_allocation(
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
         done = step + 1
+        if on_step is not None:
+            on_step(done)
         if every and (done % every == 0 or done == steps):
             assert checkpoint is not None
             save_checkpoint(checkpoint, {
