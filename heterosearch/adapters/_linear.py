@@ -14,11 +14,13 @@ from torch import nn
 
 
 class DeltaLinear(nn.Module):
-    """``base_layer(x) + delta(x)``; subclasses set ``base_layer``, ``rank`` and ``scaling`` and define ``delta``."""
+    """``base_layer(x) + delta(x)`` at rank ``rank`` and scale ``scaling``; subclasses define ``delta``."""
 
-    base_layer: nn.Module
-    rank: int
-    scaling: float
+    def __init__(self, base_layer: nn.Module, rank: int, scaling: float) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.rank = rank
+        self.scaling = float(scaling)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

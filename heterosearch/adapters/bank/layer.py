@@ -63,11 +63,8 @@ class BankLinear(DeltaLinear):
         scaling: float,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer, rank, scaling)
         self.variant = shared.variant
-        self.rank = rank
-        self.scaling = float(scaling)
         # A tuple hides the module from registration: a reference, not a second name for its tensors.
         self._shared = (shared,)
         like = next(base_layer.parameters())

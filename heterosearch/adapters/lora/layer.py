@@ -32,12 +32,9 @@ class LoraLinear(DeltaLinear):
         scaling: float,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
         if rank < 1:
             raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-        self.base_layer = base_layer
-        self.rank = rank
-        self.scaling = float(scaling)
+        super().__init__(base_layer, rank, scaling)
         weight = next(base_layer.parameters())
         self.hs_lora_A = kaiming_A(rank, d_in, weight, generator)  # PEFT's init
         self.hs_lora_B = nn.Parameter(torch.zeros(d_out, rank, dtype=weight.dtype, device=weight.device))

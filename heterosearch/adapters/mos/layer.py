@@ -84,11 +84,8 @@ class MosLinear(DeltaLinear):
         idx_A: torch.Tensor,  # noqa: N803
         idx_B: torch.Tensor,  # noqa: N803
     ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
-        self.rank = rank
+        super().__init__(base_layer, rank, scaling)
         self.d_in, self.d_out = d_in, d_out
-        self.scaling = float(scaling)
         self._pool = (pool,)  # a reference, not a registered submodule: the pool is named once, in hs_shared
         self.register_buffer("hs_mos_idx_A", idx_A.long())
         self.register_buffer("hs_mos_idx_B", idx_B.long())
