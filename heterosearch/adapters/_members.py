@@ -1,8 +1,8 @@
-"""Helpers shared by the kinds whose tensors span layers (bank, mos): member sites, module swap."""
+"""Helpers shared by the kinds whose tensors span layers (bank, mos): member sites and their gradients, module swap."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from heterosearch.models.sites import Site
@@ -30,3 +30,24 @@ def set_submodule(model: Any, name: str, module: Any) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
+
+
+def member_grads(G_by_site: Mapping[str, Any], element: Any) -> list[Any]:  # noqa: N803
+    """G of each member site of ``element`` (its ``role`` in its ``layers``), in layer order; all must be there."""
+    keys = [f"L{i}.{element.role}" for i in element.layers]
+    missing = [k for k in keys if k not in G_by_site]
+    if missing:
+        raise ValueError(f"{element.key}: no gradient for member sites {', '.join(missing)}")
+    return [G_by_site[k] for k in keys]
+
+
+def role_spectral(groups: Sequence[Any], value: Callable[[Mapping[str, Any], Any], float],
+                  grads: Mapping[str, Mapping[str, Any]], proxies: Sequence[str]) -> dict[str, Any]:
+    """{"spectral": {role: {option label: value(G by site, element)}}} over role groups (their "off" skipped).
+
+    G from the base model's data gradients (``grads["data"]``); {} when ``spectral`` is not asked for.
+    """
+    if "spectral" not in proxies:
+        return {}
+    data_G = grads.get("data", {})  # noqa: N806
+    return {"spectral": {g.target: {o.label: value(data_G, o.elements[0]) for o in g.options[1:]} for g in groups}}

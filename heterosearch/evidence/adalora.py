@@ -22,13 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from heterosearch.progress import track
 from heterosearch.space.scale import as_scale
 from heterosearch.tasks.batching import Encoded, collate
-from heterosearch.train.loop import batch_stream, make_optimizer
+from heterosearch.train.loop import batch_stream, make_optimizer, outcome
 
 
 @dataclass
@@ -138,13 +137,8 @@ def train_adalora(
         init_r=init_r,
         final_ranks=final,
         steps=steps,
-        train_loss=float(np.mean(losses[-max(1, len(losses) // 10) :])),
-        seconds=seconds,
-        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         schedule=sched,
-        metrics={name: e[0] for name, e in evaluated.items()},
-        eval_loss={name: e[1] for name, e in evaluated.items()},
-        trivial={name: e[2] for name, e in evaluated.items()},
+        **outcome(losses, tokens, seconds, evaluated),
     )
 
 

@@ -48,6 +48,12 @@ class Planned:
     rule: str  # how "the same budget" was applied
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def counted(cls, sites: Sequence[SiteLike], *, method: str, name: str, allocation: Allocation, target: int,
+                rule: str, details: dict[str, Any]) -> Planned:
+        """A plan whose ``params`` is ``allocation``'s exact count on ``sites``."""
+        return cls(method, name, allocation, allocation.params(_site_map(sites)), target, rule, details)
+
     @property
     def gap(self) -> float:
         """(params - target) / target."""
@@ -106,11 +112,11 @@ def uniform_baseline(sites: Sequence[SiteLike], roles: Sequence[str], budget: in
                 break
         alloc = Allocation(lora=ranks)
     name = f"uniform LoRA r={rank} on {','.join(roles)}" + (f" ({raised} sites at r={rank + 1})" if raised else "")
-    return Planned(
+    return Planned.counted(
+        sites,
         method=method,
         name=name,
         allocation=alloc,
-        params=alloc.params(smap),
         target=target,
         rule="largest integer rank within the budget" + (", then +1 rank on sites in order to within 2 %" if mixed else ""),
         details={"rank": rank, "roles": list(roles), "raised_sites": raised},
@@ -189,11 +195,11 @@ def _to_allocation(sites: Sequence[SiteLike], ranks: np.ndarray) -> Allocation:
 def random_baseline(sites: Sequence[SiteLike], rank_choices: Sequence[int], target: int, seed: int) -> Planned:
     rng = np.random.default_rng([seed, 0x7A11])
     alloc = random_allocation(sites, rank_choices, target, rng)
-    return Planned(
+    return Planned.counted(
+        sites,
         method="random",
         name=f"random allocation (draw seed {seed})",
         allocation=alloc,
-        params=alloc.params(_site_map(sites)),
         target=target,
         rule=f"ranks drawn from the space's choices, scaled and repaired to within {100 * TOLERANCE:.0f} % of the winner",
         details={"draw_seed": seed, "sites_on": len(alloc.lora)},
@@ -224,11 +230,11 @@ def heterolora_static(
     if rank < 1:
         raise UserError(f"heterolora: the top {n_keep} sites at rank 1 cost {per_rank:,}, above the winner's {target:,}")
     alloc = Allocation(lora={s.key: int(rank) for s in chosen})
-    return Planned(
+    return Planned.counted(
+        sites,
         method="heterolora",
         name=f"HeteroLoRA static: top {n_keep} of {len(sites)} sites by grad_norm, r={rank}",
         allocation=alloc,
-        params=alloc.params(_site_map(sites)),
         target=target,
         rule="largest integer rank whose cost fits the winner's parameter count",
         details={"rank": int(rank), "sites_chosen": [s.key for s in chosen], "fraction": fraction},

@@ -28,11 +28,9 @@ class Where:
             raise self.fail(path or "top level", f"expected a mapping, got {type(data).__name__}")
         for key in data:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.fail(
                     f"{path}.{key}" if path else str(key),
-                    f"unknown key{hint}; allowed: {', '.join(allowed)}",
+                    f"unknown key{_did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
                 )
         for key in required:
             if key not in data:
@@ -62,24 +60,26 @@ class Where:
         return float(value)
 
     def roles(self, path: str, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value:
-            raise self.fail(path, f"expected a non-empty list of roles, got {value!r}")
-        for role in value:
-            if role not in KNOWN_ROLES:
-                close = difflib.get_close_matches(str(role), KNOWN_ROLES, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.fail(path, f"unknown role {role!r}{hint}; known: {', '.join(KNOWN_ROLES)}")
-        if len(set(value)) != len(value):
+        roles = self._members(path, value, KNOWN_ROLES, "a non-empty list of roles", "role", "known")
+        if len(set(roles)) != len(roles):
             raise self.fail(path, f"duplicate roles in {value!r}")
-        return tuple(value)
+        return roles
 
     def choices(self, path: str, value: Any, legal: tuple[str, ...]) -> tuple[str, ...]:
         """A non-empty list of values from ``legal``."""
+        return self._members(path, value, legal, f"a non-empty list from {', '.join(legal)}", "value", "legal")
+
+    def _members(self, path: str, value: Any, legal: tuple[str, ...], expected: str, noun: str,
+                 listed: str) -> tuple[str, ...]:
+        """``value`` as a tuple if it is a non-empty list of members of ``legal`` (errors: ``expected``, ``noun``)."""
         if not isinstance(value, list) or not value:
-            raise self.fail(path, f"expected a non-empty list from {', '.join(legal)}, got {value!r}")
+            raise self.fail(path, f"expected {expected}, got {value!r}")
         for v in value:
             if v not in legal:
-                close = difflib.get_close_matches(str(v), legal, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.fail(path, f"unknown value {v!r}{hint}; legal: {', '.join(legal)}")
+                raise self.fail(path, f"unknown {noun} {v!r}{_did_you_mean(v, legal)}; {listed}: {', '.join(legal)}")
         return tuple(value)
+
+
+def _did_you_mean(word: Any, legal: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(word), legal, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -73,6 +73,17 @@ def parse_elements(kind: str, items: Iterable[Mapping[str, Any]]) -> list[Any]:
     return out
 
 
+def check_fields(name: str, data: Mapping[str, Any], fields: Iterable[str]) -> None:
+    """An element dict has exactly ``fields``; an unknown or a missing one is a ValueError naming ``name``."""
+    fields = set(fields)
+    unknown = set(data) - fields
+    if unknown:
+        raise ValueError(f"{name} has unknown fields {sorted(unknown)} (known: {', '.join(sorted(fields))})")
+    missing = fields - set(data)
+    if missing:
+        raise ValueError(f"{name} is missing fields {sorted(missing)}")
+
+
 def count_params(elements: Iterable[Element], sites: Mapping[str, SiteLike]) -> int:
     """Exact adapter parameters of ``elements`` (any kinds): the one counting function.
 

@@ -16,6 +16,7 @@ Shapes (``optimize/problem.py`` says why they differ):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,3 +53,24 @@ class OptionGroup:
             if o.label == label:
                 return o
         raise UserError(f"{self.key}: {label!r} is not one of its options ({', '.join(map(str, self.labels))})")
+
+
+def role_groups(kind: str, roles: Iterable[str], sites: Sequence[Any],
+                options_of: Callable[[str, int], Iterable[Option]]) -> list[OptionGroup]:
+    """One ``<kind>.<role>`` group per role of ``roles`` that ``sites`` have, in ``roles`` order.
+
+    Its options: ``"off"``, then ``options_of(role, n_layers)`` (the kind's banks or pools of that role).
+    """
+    n_layers = max(s.layer for s in sites) + 1
+    present = {s.role for s in sites}
+    return [OptionGroup(f"{kind}.{role}", kind, "role", role, role, (Option("off"), *options_of(role, n_layers)))
+            for role in roles if role in present]
+
+
+def role_values(scores: Any, proxy: str, group: OptionGroup) -> dict[Any, float] | None:
+    """A role group's scored alternatives, ``scores.kinds[proxy][kind][role]``, and "off" at 0.
+
+    None when none is scored: the role then gets no alternative of this kind.
+    """
+    scored = scores.kinds.get(proxy, {}).get(group.kind, {}).get(group.target)
+    return {"off": 0.0, **scored} if scored else None

@@ -236,7 +236,6 @@ def train_allocation(
     evaluated = {name: evaluate_split(model, tokenizer, enc, spec, cfg.eval_batch_size, cfg.precision)
                  for name, enc in evals.items()}
     model.to("cpu")  # saved tensors and the caller's view are on the CPU whatever the device
-    metrics = {name: m for name, (m, _, _) in evaluated.items()}
     if save_dir is not None:  # trained adapters + head, reloadable with heterosearch.load_adapters
         from heterosearch.export.loader import save_adapters
 
@@ -252,14 +251,26 @@ def train_allocation(
         params=n_adapter,
         head_params=n_head,
         steps=steps,
-        train_loss=float(np.mean(losses[-max(1, len(losses) // 10) :])),
-        seconds=seconds,
-        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
-        metrics=metrics,
         resumed_from=start,
-        eval_loss={name: loss for name, (_, loss, _) in evaluated.items()},
-        trivial={name: t for name, (_, _, t) in evaluated.items()},
+        **outcome(losses, tokens, seconds, evaluated),
     )
+
+
+def outcome(losses: list[float], tokens: int, seconds: float,
+            evaluated: Mapping[str, tuple[dict[str, float], float, bool]]) -> dict[str, Any]:
+    """What every short training reports besides its counts (the train stage's and AdaLoRA's).
+
+    train_loss: the mean loss over the last tenth of the steps; per eval split (``evaluate_split``'s
+    triple): its metrics, its eval loss and whether the model predicts a single class there.
+    """
+    return {
+        "train_loss": float(np.mean(losses[-max(1, len(losses) // 10) :])),
+        "seconds": seconds,
+        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
+        "metrics": {name: m for name, (m, _, _) in evaluated.items()},
+        "eval_loss": {name: loss for name, (_, loss, _) in evaluated.items()},
+        "trivial": {name: t for name, (_, _, t) in evaluated.items()},
+    }
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from heterosearch.adapters._members import role_members
 from heterosearch.models.sites import ROLES, Site
 from heterosearch.space.fields import Where
-from heterosearch.space.kinds import SiteLike, role_site
+from heterosearch.space.kinds import SiteLike, check_fields, role_site
 
 PREFIX = "hs_bank_"
 MEMBERSHIPS: tuple[str, ...] = ("all", "lower", "upper")  # all layers, the lower half, the upper half
@@ -94,13 +94,7 @@ class BankElement:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BankElement:
-        fields = {"role", "layers", "rank", "variant"}
-        unknown = set(data) - fields
-        if unknown:
-            raise ValueError(f"BankElement has unknown fields {sorted(unknown)} (known: {', '.join(sorted(fields))})")
-        missing = fields - set(data)
-        if missing:
-            raise ValueError(f"BankElement is missing fields {sorted(missing)}")
+        check_fields("BankElement", data, {"role", "layers", "rank", "variant"})
         return cls(role=data["role"], layers=tuple(data["layers"]), rank=data["rank"], variant=data["variant"])
 
     def params(self, sites: Mapping[str, SiteLike]) -> int:

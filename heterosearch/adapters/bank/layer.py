@@ -17,13 +17,13 @@ wrapper keeps a plain (unregistered) reference to that module, so ``named_parame
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from heterosearch.adapters._linear import DeltaLinear, kaiming_A
 from heterosearch.adapters._members import set_submodule
 from heterosearch.adapters.bank.config import PREFIX, BankElement, member_sites
 from heterosearch.adapters.kinds import shared_store
@@ -31,14 +31,6 @@ from heterosearch.models.sites import Site
 
 __all__ = ["PREFIX", "SCALING", "BankLinear", "BankShared", "apply_banks"]
 SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
-
-
-def _kaiming_A(rank: int, d_in: int, like: torch.Tensor, generator: torch.Generator | None) -> nn.Parameter:
-    a = torch.empty(rank, d_in, dtype=like.dtype, device=like.device)
-    if like.device.type != "meta":
-        # PEFT's LoRA init: kaiming_uniform_(a=sqrt(5)) == U(-1/sqrt(d_in), 1/sqrt(d_in)).
-        nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-    return nn.Parameter(a)
 
 
 class BankShared(nn.Module):
@@ -50,7 +42,7 @@ class BankShared(nn.Module):
         super().__init__()
         self.variant = variant
         if variant != "share_b":
-            self.hs_bank_A = _kaiming_A(rank, d_in, like, generator)
+            self.hs_bank_A = kaiming_A(rank, d_in, like, generator)
         if variant != "share_a":
             self.hs_bank_B = nn.Parameter(torch.zeros(d_out, rank, dtype=like.dtype, device=like.device))
 
@@ -58,7 +50,7 @@ class BankShared(nn.Module):
         return f"variant={self.variant}"
 
 
-class BankLinear(nn.Module):
+class BankLinear(DeltaLinear):
     """Wraps a frozen ``nn.Linear`` / GPT-2 ``Conv1D``: ``base_layer(x) + delta(x)`` with a bank."""
 
     def __init__(
@@ -71,18 +63,15 @@ class BankLinear(nn.Module):
         scaling: float,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer, rank, scaling)
         self.variant = shared.variant
-        self.rank = rank
-        self.scaling = float(scaling)
         # A tuple hides the module from registration: a reference, not a second name for its tensors.
         self._shared = (shared,)
         like = next(base_layer.parameters())
         if self.variant == "share_a":
             self.hs_bank_B = nn.Parameter(torch.zeros(d_out, rank, dtype=like.dtype, device=like.device))
         elif self.variant == "share_b":
-            self.hs_bank_A = _kaiming_A(rank, d_in, like, generator)
+            self.hs_bank_A = kaiming_A(rank, d_in, like, generator)
         elif self.variant == "tl5":  # frozen at 1: buffers, never counted, never trained
             self.register_buffer("hs_bank_u", torch.ones(rank, dtype=like.dtype, device=like.device))
             self.register_buffer("hs_bank_v", torch.ones(d_out, dtype=like.dtype, device=like.device))
@@ -110,9 +99,6 @@ class BankLinear(nn.Module):
         if self.variant in ("tl5", "tl6"):
             h = h * self.hs_bank_v
         return h * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.delta(x)
 
     def extra_repr(self) -> str:
         return f"variant={self.variant}, rank={self.rank}, scaling={self.scaling:g}"

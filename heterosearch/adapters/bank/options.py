@@ -7,11 +7,11 @@ A membership with fewer than 2 layers gives no option (a bank shares across laye
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from heterosearch.adapters.bank.config import BankElement, BankSpace, membership_layers
-from heterosearch.space.options import Option, OptionGroup
+from heterosearch.space.options import Option, OptionGroup, role_groups, role_values
 
 
 def label(element: BankElement, membership: str) -> str:
@@ -20,12 +20,8 @@ def label(element: BankElement, membership: str) -> str:
 
 def groups(section: BankSpace, sites: Sequence[Any]) -> list[OptionGroup]:
     """One ``bank.<role>`` group per role of the section that the model has."""
-    n_layers = max(s.layer for s in sites) + 1
-    out = []
-    for role in section.roles:
-        if not any(s.role == role for s in sites):
-            continue
-        options = [Option("off")]
+
+    def banks(role: str, n_layers: int) -> Iterator[Option]:
         for membership in section.membership:
             layers = membership_layers(membership, n_layers)
             if len(layers) < 2:
@@ -34,12 +30,9 @@ def groups(section: BankSpace, sites: Sequence[Any]) -> list[OptionGroup]:
                 for rank in section.ranks:
                     if rank > 0:
                         e = BankElement(role=role, layers=layers, rank=rank, variant=variant)
-                        options.append(Option(label(e, membership), (e,)))
-        out.append(OptionGroup(f"bank.{role}", "bank", "role", role, role, tuple(options)))
-    return out
+                        yield Option(label(e, membership), (e,))
+
+    return role_groups("bank", section.roles, sites, banks)
 
 
-def values(scores: Any, proxy: str, group: OptionGroup) -> dict[Any, float] | None:
-    """The scored banks of the role (None: none scored, so the role gets no bank alternative)."""
-    scored = scores.kinds.get(proxy, {}).get("bank", {}).get(group.target)
-    return {"off": 0.0, **scored} if scored else None
+values = role_values  # the scored banks of the role (None: none scored, so the role gets no bank alternative)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from heterosearch.adapters._members import member_grads, role_spectral
 from heterosearch.adapters.bank.config import BankElement, BankSpace
 
 UNDEFINED = {
@@ -38,11 +39,7 @@ def bank_spectral(G_by_site: Mapping[str, torch.Tensor], element: BankElement) -
     - tl6: share_ab's value, a lower bound: u = v = 1 recovers share_ab, and the per-layer
       diagonal scalings (zero gradient at init, since B = 0) can only add to it.
     """
-    keys = [f"L{i}.{element.role}" for i in element.layers]
-    missing = [k for k in keys if k not in G_by_site]
-    if missing:
-        raise ValueError(f"{element.key}: no gradient for member sites {', '.join(missing)}")
-    Gs = [G_by_site[k].double() for k in keys]  # noqa: N806
+    Gs = [G.double() for G in member_grads(G_by_site, element)]  # noqa: N806
     r = element.rank
     if element.variant == "share_a":
         return _top(torch.linalg.eigvalsh(sum(G.t() @ G for G in Gs)), r)
@@ -56,8 +53,4 @@ def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: Ban
     """{"spectral": {role: {option label: value}}} from the base model's data gradients (``grads["data"]``)."""
     from heterosearch.adapters.bank.options import groups
 
-    if "spectral" not in proxies:
-        return {}
-    data_G = grads.get("data", {})  # noqa: N806
-    return {"spectral": {g.target: {o.label: bank_spectral(data_G, o.elements[0]) for o in g.options[1:]}
-                         for g in groups(section, sites)}}
+    return role_spectral(groups(section, sites), bank_spectral, grads, proxies)

@@ -16,7 +16,7 @@ from heterosearch import recipe
 from heterosearch.errors import UserError
 from heterosearch.space.budget import lora_params
 from heterosearch.space.fields import Where
-from heterosearch.space.kinds import SiteLike
+from heterosearch.space.kinds import SiteLike, check_fields
 from heterosearch.space.scale import LoraScale
 
 PREFIX = "hs_lora_"
@@ -44,13 +44,7 @@ class LoraElement:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LoraElement:
-        fields = {"site", "rank"}
-        unknown = set(data) - fields
-        if unknown:
-            raise ValueError(f"LoraElement has unknown fields {sorted(unknown)} (known: rank, site)")
-        missing = fields - set(data)
-        if missing:
-            raise ValueError(f"LoraElement is missing fields {sorted(missing)}")
+        check_fields("LoraElement", data, {"site", "rank"})
         return cls(site=data["site"], rank=data["rank"])
 
     def params(self, sites: Mapping[str, SiteLike]) -> int:

@@ -6,12 +6,12 @@ adapted model computes exactly what the base model computes. s = alpha / r.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from heterosearch.adapters._linear import DeltaLinear, kaiming_A
 from heterosearch.adapters._members import set_submodule
 from heterosearch.adapters.lora.config import PREFIX, LoraElement
 from heterosearch.models.sites import Site
@@ -20,7 +20,7 @@ from heterosearch.space.scale import LoraScale, as_scale
 __all__ = ["PREFIX", "LoraLinear", "apply_lora"]
 
 
-class LoraLinear(nn.Module):
+class LoraLinear(DeltaLinear):
     """Wraps a frozen ``nn.Linear`` (or GPT-2 ``Conv1D``) and adds a rank-r update."""
 
     def __init__(
@@ -32,28 +32,16 @@ class LoraLinear(nn.Module):
         scaling: float,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
         if rank < 1:
             raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-        self.base_layer = base_layer
-        self.rank = rank
-        self.scaling = float(scaling)
+        super().__init__(base_layer, rank, scaling)
         weight = next(base_layer.parameters())
-        self.hs_lora_A = nn.Parameter(torch.empty(rank, d_in, dtype=weight.dtype, device=weight.device))
+        self.hs_lora_A = kaiming_A(rank, d_in, weight, generator)  # PEFT's init
         self.hs_lora_B = nn.Parameter(torch.zeros(d_out, rank, dtype=weight.dtype, device=weight.device))
-        # PEFT's init: kaiming_uniform_(a=sqrt(5)) == U(-1/sqrt(d_in), 1/sqrt(d_in)).
-        if weight.device.type != "meta":
-            nn.init.kaiming_uniform_(self.hs_lora_A, a=math.sqrt(5), generator=generator)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         # x: (..., d_in) -> (..., r) -> (..., d_out)
         return (x @ self.hs_lora_A.t()) @ self.hs_lora_B.t() * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.delta(x)
-
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}, scaling={self.scaling:g}"
 
 
 def apply_lora(

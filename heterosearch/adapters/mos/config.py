@@ -13,7 +13,7 @@ from typing import Any
 from heterosearch.adapters._members import role_members
 from heterosearch.models.sites import ROLES, Site
 from heterosearch.space.fields import Where
-from heterosearch.space.kinds import SiteLike, role_site
+from heterosearch.space.kinds import SiteLike, check_fields, role_site
 
 PREFIX = "hs_mos_"
 
@@ -101,13 +101,7 @@ class MosElement:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MosElement:
-        fields = {"role", "r_e", "shards", "r_p", "ranks"}
-        unknown = set(data) - fields
-        if unknown:
-            raise ValueError(f"MosElement has unknown fields {sorted(unknown)} (known: {', '.join(sorted(fields))})")
-        missing = fields - set(data)
-        if missing:
-            raise ValueError(f"MosElement is missing fields {sorted(missing)}")
+        check_fields("MosElement", data, {"role", "r_e", "shards", "r_p", "ranks"})
         return cls(
             role=data["role"], r_e=data["r_e"], shards=data["shards"], r_p=data["r_p"], ranks=dict(data["ranks"])
         )

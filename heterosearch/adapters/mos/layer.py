@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from heterosearch.adapters._linear import DeltaLinear
 from heterosearch.adapters._members import set_submodule
 from heterosearch.adapters.kinds import shared_store
 from heterosearch.adapters.mos.config import PREFIX, MosElement, member_sites
@@ -69,7 +70,7 @@ class MosPool(nn.Module):
         return f"shards={self.size}, public={self.public}, l={self.shards}"
 
 
-class MosLinear(nn.Module):
+class MosLinear(DeltaLinear):
     """Wraps a frozen ``nn.Linear`` / GPT-2 ``Conv1D``: ``base_layer(x) + delta(x)`` with pooled A, B."""
 
     def __init__(
@@ -83,11 +84,8 @@ class MosLinear(nn.Module):
         idx_A: torch.Tensor,  # noqa: N803
         idx_B: torch.Tensor,  # noqa: N803
     ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
-        self.rank = rank
+        super().__init__(base_layer, rank, scaling)
         self.d_in, self.d_out = d_in, d_out
-        self.scaling = float(scaling)
         self._pool = (pool,)  # a reference, not a registered submodule: the pool is named once, in hs_shared
         self.register_buffer("hs_mos_idx_A", idx_A.long())
         self.register_buffer("hs_mos_idx_B", idx_B.long())
@@ -109,12 +107,6 @@ class MosLinear(nn.Module):
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         # x: (..., d_in) -> (..., r) -> (..., d_out)
         return (x @ self.A.t()) @ self.B.t() * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.delta(x)
-
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}, scaling={self.scaling:g}"
 
 
 def apply_mos(

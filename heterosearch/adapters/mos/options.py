@@ -7,32 +7,25 @@ the space's shards and private rank, labelled ``re<r_e>:r<r>`` (``re2:r4``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from heterosearch.adapters.mos.config import MosElement, MosSpace, mos_valid
-from heterosearch.space.options import Option, OptionGroup
+from heterosearch.space.options import Option, OptionGroup, role_groups, role_values
 
 
 def groups(section: MosSpace, sites: Sequence[Any]) -> list[OptionGroup]:
     """One ``mos.<role>`` group per role of the section that the model has."""
-    n_layers = max(s.layer for s in sites) + 1
-    out = []
-    for role in section.roles:
-        if not any(s.role == role for s in sites):
-            continue
-        options = [Option("off")]
+
+    def pools(role: str, n_layers: int) -> Iterator[Option]:
         for r_e in section.equivalent_ranks:
             for rank in section.site_ranks:
                 if r_e > 0 and mos_valid(r_e, rank, section.private_rank, n_layers):
                     e = MosElement(role=role, r_e=r_e, shards=section.shards, r_p=section.private_rank,
                                    ranks={i: rank for i in range(n_layers)})
-                    options.append(Option(f"re{r_e}:r{rank}", (e,)))
-        out.append(OptionGroup(f"mos.{role}", "mos", "role", role, role, tuple(options)))
-    return out
+                    yield Option(f"re{r_e}:r{rank}", (e,))
+
+    return role_groups("mos", section.roles, sites, pools)
 
 
-def values(scores: Any, proxy: str, group: OptionGroup) -> dict[Any, float] | None:
-    """The scored pools of the role (None: none scored, so the role gets no MoS alternative)."""
-    scored = scores.kinds.get(proxy, {}).get("mos", {}).get(group.target)
-    return {"off": 0.0, **scored} if scored else None
+values = role_values  # the scored pools of the role (None: none scored, so the role gets no MoS alternative)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from heterosearch.adapters._members import member_grads, role_spectral
 from heterosearch.adapters.mos.config import MosElement, MosSpace
 
 UNDEFINED = {
@@ -30,13 +31,9 @@ def mos_spectral(G_by_site: Mapping[str, torch.Tensor], element: MosElement) -> 
     row of A is stitched from l shards, so it is optimistic whenever r_l > r_e; ``shards`` and
     ``r_p`` do not enter.
     """
-    keys = [f"L{i}.{element.role}" for i in element.layers]
-    missing = [k for k in keys if k not in G_by_site]
-    if missing:
-        raise ValueError(f"{element.key}: no gradient for member sites {', '.join(missing)}")
     gains = []
-    for key, layer in zip(keys, element.layers):
-        sigma = torch.linalg.svdvals(G_by_site[key].double())
+    for G, layer in zip(member_grads(G_by_site, element), element.layers):  # noqa: N806
+        sigma = torch.linalg.svdvals(G.double())
         gains.append(sigma[: element.ranks[layer]] ** 2)
     cap = element.r_e * len(element.layers)
     return float(torch.cat(gains).sort(descending=True).values[:cap].sum())
@@ -47,8 +44,4 @@ def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: Mos
     """{"spectral": {role: {option label: value}}} from the base model's data gradients (``grads["data"]``)."""
     from heterosearch.adapters.mos.options import groups
 
-    if "spectral" not in proxies:
-        return {}
-    data_G = grads.get("data", {})  # noqa: N806
-    return {"spectral": {g.target: {o.label: mos_spectral(data_G, o.elements[0]) for o in g.options[1:]}
-                         for g in groups(section, sites)}}
+    return role_spectral(groups(section, sites), mos_spectral, grads, proxies)

@@ -23,7 +23,7 @@ from typing import Any
 from heterosearch.errors import UserError
 from heterosearch.models.sites import Site
 from heterosearch.space.fields import Where
-from heterosearch.space.kinds import SiteLike, count_params
+from heterosearch.space.kinds import SiteLike, check_fields, count_params
 
 PREFIX = "hs_shortcut_"
 
@@ -83,14 +83,7 @@ class ShortcutElement:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShortcutElement:
         """Inverse of ``to_dict``; unknown or missing fields raise ValueError."""
-        fields = {"layer", "ctype", "rank"}
-        unknown = set(data) - fields
-        if unknown:
-            known = ", ".join(sorted(fields))
-            raise ValueError(f"ShortcutElement has unknown fields {sorted(unknown)} (known: {known})")
-        missing = fields - set(data)
-        if missing:
-            raise ValueError(f"ShortcutElement is missing fields {sorted(missing)}")
+        check_fields("ShortcutElement", data, {"layer", "ctype", "rank"})
         return cls(layer=data["layer"], ctype=data["ctype"], rank=data["rank"])
 
     def params(self, sites: Mapping[str, SiteLike]) -> int:

@@ -20,13 +20,13 @@ sources live in ``store.cache`` only while the layers that read them run.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from heterosearch.adapters._linear import kaiming_A
 from heterosearch.adapters.kinds import shared_store
 from heterosearch.adapters.shortcut.blocks import BlockPlan, find_blocks
 from heterosearch.adapters.shortcut.config import (
@@ -73,11 +73,8 @@ class ShortcutTerm(nn.Module):
             raise ValueError(f"shortcut rank must be >= 1, got {rank}")
         self.rank = rank
         self.scaling = float(scaling)
-        self.hs_shortcut_A = nn.Parameter(torch.empty(rank, d, dtype=like.dtype, device=like.device))
+        self.hs_shortcut_A = kaiming_A(rank, d, like, generator)  # PEFT's LoRA init
         self.hs_shortcut_B = nn.Parameter(torch.zeros(d, rank, dtype=like.dtype, device=like.device))
-        if like.device.type != "meta":
-            # PEFT's LoRA init: kaiming_uniform_(a=sqrt(5)) == U(-1/sqrt(d), 1/sqrt(d)).
-            nn.init.kaiming_uniform_(self.hs_shortcut_A, a=math.sqrt(5), generator=generator)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # h: (..., d) -> (..., r) -> (..., d)
