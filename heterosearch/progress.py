@@ -1,4 +1,4 @@
-"""Progress bars (rich) for long work; silenced with HETEROSEARCH_QUIET=1 or in tests."""
+"""Progress bars (rich) for long work and status lines (``logging``, logs.py); silenced with HETEROSEARCH_QUIET=1."""
 
 from __future__ import annotations
 
@@ -41,11 +41,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 
 def say(message: str) -> None:
-    """One status line on stderr (stdout is kept for results)."""
+    """One status line (stdout is kept for results): the logger ``heterosearch`` at INFO (logs.py)."""
     if not quiet():
-        import sys
+        from heterosearch.logs import ensure_handler, log
 
-        from rich.console import Console
-
-        # A file or a pipe gets whole lines: no hard wrap at 80 columns in mid-sentence.
-        Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()).print(message)
+        ensure_handler()
+        log.info(message)
