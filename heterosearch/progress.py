@@ -14,9 +14,20 @@ def quiet() -> bool:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """``rich.progress.track`` with elapsed and remaining time, on stderr."""
+    """``rich.progress.track`` with elapsed and remaining time on a terminal's stderr; elsewhere one line at the end."""
     if quiet():
         yield from items
+        return
+    import sys
+
+    if not sys.stderr.isatty():  # a file or a pipe: one whole line when done, not a bar drawn into a log
+        import time
+
+        t0, n = time.perf_counter(), 0
+        for item in items:
+            n += 1
+            yield item
+        say(f"{description}: {n} done in {time.perf_counter() - t0:.1f}s")
         return
     from rich.console import Console
     from rich.progress import (

@@ -300,3 +300,15 @@ def test_quieter_restores_the_level() -> None:
         assert logger.level == logging.DEBUG
     finally:
         logger.setLevel(before)
+
+
+def test_progress_in_a_file_is_one_line_at_the_end(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from heterosearch.progress import track
+
+    monkeypatch.delenv("HETEROSEARCH_QUIET", raising=False)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal: no bar drawn into it
+    with caplog.at_level(logging.INFO, logger="heterosearch"):
+        assert list(track(iter(range(5)), "search: trials", total=5)) == [0, 1, 2, 3, 4]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("search: trials: 5 done in "), messages
+    assert "━" not in __import__("sys").stderr.getvalue()
