@@ -55,7 +55,7 @@ def tiny_run(tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory, 
     cfg = root / "run.yaml"
     cfg.write_text(
         f"budget: 2000\nmodel: {model}\ndata-dir: {data}\nout: {root / 'run'}\ntrials: 6\n"
-        "max_train_steps: 2\nlr: 0.002\nlora_dropout: 0.1\nwarmup: 0.1\n",
+        "max_train_steps: 2\nscore_batches: 2\nlr: 0.002\nlora_dropout: 0.1\nwarmup: 0.1\n",
         encoding="utf-8",
     )
     optuna.logging.set_verbosity(optuna.logging.INFO)  # the caller's choice: the search must leave it so
@@ -203,8 +203,13 @@ def test_resume_refuses_changed_data(tiny: tuple[Path, Path], tmp_path: Path) ->
     lines = tsv.read_text().splitlines()
     lines[1] = ("1" if lines[1][0] == "0" else "0") + lines[1][1:]  # flip one label: same size, other content
     tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(UserError, match="train data changed"):
+    with pytest.raises(UserError, match="was made from other train data"):
         Run.open(RunConfig(**cfg), resume=True)
+    run_folder.release_all()
+    from heterosearch.evidence.seeds import open_run
+
+    with pytest.raises(UserError, match="was made from other train data"):  # verify and train refuse too
+        open_run(tmp_path / "run")
     run_folder.release_all()
 
 

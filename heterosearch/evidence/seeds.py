@@ -48,6 +48,7 @@ def open_run(run_dir: Path, **overrides: Any) -> Any:
     from heterosearch import run_folder
 
     run_folder.lock(run_dir)  # verify writes verify_seeds.json: one writer per folder
+    run.check_same_data()  # every method trains on the data the run was searched on
     return run
 
 

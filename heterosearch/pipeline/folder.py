@@ -112,6 +112,17 @@ class Run(RunInputs):
              **self.provenance()},
         )
 
+    def check_same_data(self) -> None:
+        """Refuse to go on with data whose files changed since config.json recorded them (train, verify)."""
+        if (self.out / CONFIG_FILE).is_file():
+            _check_same_data(self.out, read_run_file(self.out / CONFIG_FILE, CONFIG_FILE).get("data"), self.data_record)
+
+    @cached_property
+    def model_record(self) -> dict[str, Any]:
+        from heterosearch.pipeline.provenance import model_record
+
+        return model_record(self.cfg.model, self.model_path)  # once per process: a local folder is hashed file by file
+
     @cached_property
     def data_record(self) -> dict[str, Any]:
         from heterosearch.pipeline.provenance import data_record
@@ -124,8 +135,6 @@ class Run(RunInputs):
         A stage that loaded no data or model (search, export) keeps the record of the stage that
         did; anything not recorded yet is computed now.
         """
-        from heterosearch.pipeline.provenance import model_record
-
         stored: dict[str, Any] = {}
         if (self.out / CONFIG_FILE).is_file():
             doc = read_run_file(self.out / CONFIG_FILE, CONFIG_FILE)
@@ -133,7 +142,7 @@ class Run(RunInputs):
             stored = {k: doc[k] for k in ("data", "model") if same and isinstance(doc.get(k), dict)}
         data = self.data_record if "data" in self.__dict__ or "data" not in stored else stored["data"]
         loaded = "tokenizer" in self.__dict__  # every model load in a run goes with the tokenizer
-        model = model_record(self.cfg.model, self.model_path) if loaded or "model" not in stored else stored["model"]
+        model = self.model_record if loaded or "model" not in stored else stored["model"]
         return {"data": data, "model": model}
 
     def require_budget(self) -> int:
@@ -146,11 +155,11 @@ class Run(RunInputs):
 
 
 def _check_same_data(out: Path, recorded: Any, now: dict[str, Any]) -> None:
-    """A resumed run must train on the data it was scored on: refuse if a data file changed since."""
+    """A resumed or retrained run must use the data it was scored on: refuse if a data file changed since."""
     from heterosearch.pipeline.provenance import data_digests
 
     before, after = data_digests(recorded), data_digests(now)
     changed = sorted(k for k in before if k in after and before[k] != after[k])
     if changed:
-        raise UserError(f"cannot resume {out}: its {changed[0]} data changed since the run was made (sha256 differs); "
-                        "use --overwrite or another --out")
+        raise UserError(f"{out} was made from other {changed[0]} data (the sha256 of its file differs now): restore the data, "
+                        "or start a new run with --overwrite or another --out")

@@ -165,7 +165,8 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
     data["peft_params"] = peft_part.params(sites)
-    if any(old.get(k) != data.get(k) for k in ("allocation", "budget", "scale", "scaling")):
+    same_scale = "scale" not in old or old["scale"] == data.get("scale")  # files before the scale rule: unknown, kept
+    if _normal(old.get("allocation")) != data["allocation"] or old.get("budget") != data.get("budget") or not same_scale:
         _dropped(run, "export", remove_stale(run.out, "export"))  # weights and results of another allocation
     return data
 
@@ -178,6 +179,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     """
     from heterosearch.train import train_allocation
 
+    run.check_same_data()  # the models train on the data the run was scored and searched on
     path = run.path(VERIFY_FILE)
     done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
     cfg = run.cfg.train_config()
@@ -320,8 +322,15 @@ def _search_changed(run: Run, summary: dict[str, Any]) -> bool:
         return True
     # search.json files from before the budget was recorded in them: the export's budget, else the same.
     budget = old.get("budget", _read_json(run.path(ALLOCATION_FILE)).get("budget", summary["budget"]))
-    return old.get("winner") != summary["winner"] or budget != summary["budget"]
+    return _normal(old.get("winner")) != summary["winner"] or budget != summary["budget"]
 
+
+def _normal(allocation: Any) -> Any:
+    """An allocation as this version writes it (older files may spell the same allocation otherwise); None if unreadable."""
+    try:
+        return Allocation.from_dict(allocation).to_dict()
+    except Exception:  # any malformed old file: compare as "different"
+        return None
 
 def _dropped(run: Run, stage: str, removed: list[str]) -> None:
     if removed:
