@@ -35,9 +35,13 @@ from heterosearch.options import (
     MAX_SEEDS,
     MAX_TRIALS,
     BatchesOpt,
+    BatchSizeOpt,
     BudgetOpt,
     DataOpt,
     EpochsOpt,
+    LoraDropoutOpt,
+    LrOpt,
+    MaxLengthOpt,
     ModelOpt,
     OneLineErrors,
     OutOpt,
@@ -48,9 +52,11 @@ from heterosearch.options import (
     StorageOpt,
     TaskOpt,
     TrialsOpt,
+    WarmupOpt,
     check_common,
     check_float,
     check_int,
+    check_recipe,
     check_seed,
     parse_budget_option,
     user_errors,
@@ -104,6 +110,7 @@ def run(
     warmup: Annotated[float, typer.Option(help="Linear warm-up, as a fraction of the training steps.")] = recipe.WARMUP,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = recipe.BATCH_SIZE,
     max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are truncated).")] = recipe.MAX_LENGTH,
+    lora_dropout: Annotated[float, typer.Option(help="Dropout on LoRA's input in training (PEFT's lora_dropout).")] = 0.0,
     val_fraction: Annotated[float, typer.Option(help="Share of the training file carved off as the validation split.")] = 0.1,
     split_seed: Annotated[int, typer.Option(help="Seed of the validation split (the same for every training seed).")] = 0,
     device: DeviceOpt = "auto",
@@ -122,9 +129,10 @@ def run(
         raise UserError("missing --budget (e.g. --budget 0.5M)")
     check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
+    check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
-                    storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length,
+                    storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     print_run_summary(results)
@@ -202,15 +210,18 @@ def train(
     run_dir: Annotated[Path, typer.Argument(help="Run folder with a search.json.")],
     train_epochs: Annotated[Optional[float], typer.Option("--train-epochs")] = None,
     max_train_steps: StepsOpt = None,
+    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
 ) -> None:
     """Short-train the winner and the uniform baseline at the same budget; write results and report.
 
     Example: heterosearch train runs/demo --train-epochs 1
     """
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
     from heterosearch.pipeline import Run, check_exported, load_winner, stage_score, stage_verify, write_results
 
-    r = Run.reopen(run_dir, train_epochs=train_epochs, max_train_steps=max_train_steps)
+    r = Run.reopen(run_dir, train_epochs=train_epochs, max_train_steps=max_train_steps, **given)
     winner, search_summary = load_winner(r)
     check_exported(r, winner)
     verified = stage_verify(r, winner)
@@ -276,6 +287,8 @@ def verify(
     train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the run's).")] = None,
     max_train_steps: StepsOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Discard RUN/verify_seeds.json and retrain every pair.")] = False,
+    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
 ) -> None:
     """Train the winner and strong baselines at the same budget over seeds; paired statistics into RUN/verify_seeds.json.
 
@@ -284,11 +297,12 @@ def verify(
     """
     check_int("--seeds", seeds, 1, MAX_SEEDS)
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
     from heterosearch.evidence import verify_run
     from heterosearch.report.render import render_run_report
 
     state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
-                       max_train_steps=max_train_steps, overwrite=overwrite)
+                       max_train_steps=max_train_steps, overwrite=overwrite, recipe=given)
     print_verify_summary(state)
     report = render_run_report(run_dir)
     typer.echo(f"wrote {Path(run_dir) / 'verify_seeds.json'} and {report}")
@@ -310,6 +324,8 @@ def rank_report_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/rank-TASK-SPACE-BUDGET-nSAMPLES-kSTEPS).")] = None,
     score_batches: BatchesOpt = 8,
     seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
+    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
 ) -> None:
     """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
 
@@ -330,9 +346,10 @@ def rank_report_cmd(
     check_int("--samples", samples, 4, 100_000)
     check_int("--steps", steps, 0, 10**9)
     check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
-                      train_epochs=train_epochs)
+                      train_epochs=train_epochs, recipe=given)
     print_rank_summary(rep)
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
@@ -354,6 +371,8 @@ def frontier_cmd(
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
+    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
 ) -> None:
     """Search at each budget and train the winner and the baselines over seeds: metric against budget.
 
@@ -370,10 +389,11 @@ def frontier_cmd(
     for n in counts:
         check_int("--seeds", n, 1, MAX_SEEDS)
     check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
     folder = out or f"runs/frontier-{task}-{Path(space).stem}-{proxy}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
-                   max_train_steps=max_train_steps, seed=seed)
+                   max_train_steps=max_train_steps, seed=seed, recipe=given)
     print_frontier_summary(doc)
     report = render_run_report(folder)
     typer.echo(f"wrote {Path(folder) / 'frontier.json'} and {report}")

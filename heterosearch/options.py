@@ -43,11 +43,27 @@ def _click_exceptions() -> Any:
 class OneLineErrors(TyperGroup):
     """Runs click in non-standalone mode so that a usage error is ours to print (one line, exit 2)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from heterosearch.config_file import HELP
+
+        for cmd in self.commands.values():  # every command's --help names --config (config_file.py)
+            if HELP not in (cmd.epilog or ""):
+                cmd.epilog = f"{cmd.epilog}\n\n{HELP}" if cmd.epilog else HELP
+
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         ce = _click_exceptions()
+        from heterosearch.config_file import split_config  # --config FILE.yaml on every command
+
+        args, defaults, problem = split_config(sys.argv[1:] if args is None else args, self.commands)
+        if problem is not None:
+            typer.echo("error: " + one_line(problem), err=True)
+            sys.exit(2)
+        if defaults is not None:
+            extra["default_map"] = defaults
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except ce.NoArgsIsHelpError as exc:  # bare `heterosearch`: the help, as click prints it
@@ -131,6 +147,17 @@ def check_common(
     check_int("--max-length", max_length, 1, 65_536)
 
 
+def check_recipe(lr: float | None = None, warmup: float | None = None, batch_size: int | None = None,
+                 max_length: int | None = None, lora_dropout: float | None = None) -> dict[str, Any]:
+    """The training-recipe options (None = not given), checked; returns the given ones by ``RunConfig`` name."""
+    check_float("--lr", lr, 0.0, 10.0)
+    check_float("--warmup", warmup, 0.0, 0.999, low_open=False)  # a fraction of the steps, below 1
+    check_common(batch_size=batch_size, max_length=max_length)
+    check_float("--lora-dropout", lora_dropout, 0.0, 0.999, low_open=False)  # p = 1 would drop every update
+    given = {"lr": lr, "warmup": warmup, "batch_size": batch_size, "max_length": max_length, "lora_dropout": lora_dropout}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def parse_budget_option(value: str | None) -> int | None:
     """Parse --budget; a bad value is a UserError, so it gets the one-line `error:` treatment.
 
@@ -157,3 +184,9 @@ EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification t
 StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]
 BatchesOpt = Annotated[int, typer.Option("--score-batches", help="Training minibatches the proxies see.")]
 StorageOpt = Annotated[Optional[str], typer.Option(help="Study storage: a postgresql:// URL lets `heterosearch worker` join (default: RUN/study.journal).")]
+# The training recipe (``recipe.py``); on commands that reuse a run, None = the run's own value.
+LrOpt = Annotated[Optional[float], typer.Option(help="Learning rate (default: the run's, else the recipe's 1e-3).")]
+WarmupOpt = Annotated[Optional[float], typer.Option(help="Linear warm-up as a fraction of the training steps (default: the run's, else 0.06).")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option(help="Training batch size (default: the run's, else 32).")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Tokens per example, longer ones truncated (default: the run's, else 128).")]
+LoraDropoutOpt = Annotated[Optional[float], typer.Option(help="Dropout on LoRA's input, as PEFT's lora_dropout (default: the run's, else 0).")]

@@ -1,4 +1,4 @@
-"""Progress bars (rich) for long work; silenced with HETEROSEARCH_QUIET=1 or in tests."""
+"""Progress bars (rich) for long work and status lines (``logging``, logs.py); silenced with HETEROSEARCH_QUIET=1."""
 
 from __future__ import annotations
 
@@ -14,9 +14,20 @@ def quiet() -> bool:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """``rich.progress.track`` with elapsed and remaining time, on stderr."""
+    """``rich.progress.track`` with elapsed and remaining time on a terminal's stderr; elsewhere one line at the end."""
     if quiet():
         yield from items
+        return
+    import sys
+
+    if not sys.stderr.isatty():  # a file or a pipe: one whole line when done, not a bar drawn into a log
+        import time
+
+        t0, n = time.perf_counter(), 0
+        for item in items:
+            n += 1
+            yield item
+        say(f"{description}: {n} done in {time.perf_counter() - t0:.1f}s")
         return
     from rich.console import Console
     from rich.progress import (
@@ -41,11 +52,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 
 def say(message: str) -> None:
-    """One status line on stderr (stdout is kept for results)."""
+    """One status line (stdout is kept for results): the logger ``heterosearch`` at INFO (logs.py)."""
     if not quiet():
-        import sys
+        from heterosearch.logs import ensure_handler, log
 
-        from rich.console import Console
-
-        # A file or a pipe gets whole lines: no hard wrap at 80 columns in mid-sentence.
-        Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty()).print(message)
+        ensure_handler()
+        log.info(message)

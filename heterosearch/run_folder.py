@@ -81,7 +81,7 @@ def is_ours(folder: Path) -> bool:
         and isinstance(doc.get("config"), dict)
 
 
-def _owned(rel: str) -> bool:
+def owned_name(rel: str) -> bool:
     return any(fnmatch.fnmatchcase(rel, pat) for pat in OWNED)
 
 
@@ -95,12 +95,12 @@ def foreign_entries(folder: Path) -> list[str]:
             out.append(rel)
         elif entry.is_dir():
             if rel in OWNED_DIRS:
-                out += [f"{rel}/{e.name}" for e in sorted(entry.iterdir()) if e.is_dir() or not _owned(f"{rel}/{e.name}")]
+                out += [f"{rel}/{e.name}" for e in sorted(entry.iterdir()) if e.is_dir() or not owned_name(f"{rel}/{e.name}")]
             elif fnmatch.fnmatchcase(rel, BUDGET_DIR) and is_ours(entry):
                 out += [f"{rel}/{x}" for x in foreign_entries(entry)]
             else:
                 out.append(rel + "/")
-        elif not _owned(rel):
+        elif not owned_name(rel):
             out.append(rel)
     return out
 

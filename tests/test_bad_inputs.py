@@ -283,11 +283,12 @@ def test_train_refuses_an_export_older_than_the_search(tiny: dict[str, Path], se
     run = tmp_path / "run"
     shutil.copytree(searched_run, run)
     assert invoke(["search", str(run), "--budget", "1k", "--trials", "3"]).exit_code == 0
+    # Another winner: the search removed the export and results made from the old one (pipeline/files.py LATER).
+    assert not (run / "allocation.json").exists() and not (run / "results.json").exists()
     config = (run / "config.json").read_bytes()
-    results = (run / "results.json").read_bytes()
-    one_line_error(invoke(["train", str(run), "--max-train-steps", "1"]), "made from another search.json", "heterosearch export")
+    one_line_error(invoke(["train", str(run), "--max-train-steps", "1"]), "has no allocation.json", "heterosearch export")
     assert (run / "config.json").read_bytes() == config  # a failed command rewrites nothing, argv included
-    assert (run / "results.json").read_bytes() == results
+    assert not (run / "results.json").exists()
     assert invoke(["export", str(run)]).exit_code == 0
     assert invoke(["train", str(run), "--max-train-steps", "1"]).exit_code == 0
     assert json.loads((run / "results.json").read_text())["budget"] == 1000

@@ -95,7 +95,7 @@ def train_adalora(
         target_r=target_r,
         # PEFT scales by lora_alpha / (current rank): at init_r, the s our LoRA has at init_r.
         lora_alpha=as_scale(scaling).alpha_at(init_r),
-        lora_dropout=0.0,
+        lora_dropout=cfg.lora_dropout,  # the recipe's, as every method trains with
         **sched,
     )
     model = get_peft_model(base, config)

@@ -63,8 +63,12 @@ def frontier(
     train_epochs: float | None = None,
     max_train_steps: int | None = None,
     seed: int = 0,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``."""
+    """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``.
+
+    ``recipe``: training settings (``lr``, ``batch_size``, ...) recorded in every budget folder's config.json.
+    """
     from heterosearch.evidence.seeds import parse_methods, verify_run
     from heterosearch.pipeline.config import RunConfig, versions
     from heterosearch.pipeline.stages import run_all
@@ -113,7 +117,7 @@ def frontier(
         cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, seed=seed,
                         data_dir=data_dir, out=str(folder),
                         **({"train_epochs": train_epochs} if train_epochs is not None else {}),
-                        max_train_steps=max_train_steps)
+                        max_train_steps=max_train_steps, **(recipe or {}))
         if not (folder / "search.json").is_file() or not (folder / "allocation.json").is_file():
             say(f"frontier: budget {b:,}: scoring and search")
         run_all(cfg, resume=(folder / "config.json").is_file(), verify=False)

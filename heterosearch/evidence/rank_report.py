@@ -66,6 +66,7 @@ def rank_report(
     include_uniform: bool = True,
     design: str = "random",
     train_epochs: float | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
@@ -90,7 +91,7 @@ def rank_report(
     out = Path(out) if out else default_out(task, space, budget, samples, steps)
     cfg = RunConfig(budget=budget, task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=str(out),
                     score_batches=score_batches, max_train_steps=steps,
-                    **({"train_epochs": train_epochs} if train_epochs is not None else {}))
+                    **({"train_epochs": train_epochs} if train_epochs is not None else {}), **(recipe or {}))
     run = Run.open(cfg, resume=True)
     scores = stage_score(run)
     run.drop_spare_model()  # every sample trains from a fresh model

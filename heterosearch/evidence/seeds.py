@@ -36,18 +36,19 @@ FORMAT_VERSION = 1
 
 
 # -- the run ------------------------------------------------------------------------------
-def open_run(run_dir: Path) -> Any:
-    """The run folder's ``Run`` (settings from config.json), without rewriting config.json."""
+def open_run(run_dir: Path, **overrides: Any) -> Any:
+    """The run folder's ``Run`` (settings from config.json, ``overrides`` not None replacing them), without rewriting config.json."""
     from heterosearch.pipeline.files import CONFIG_FILE
     from heterosearch.pipeline.folder import Run, stored_config
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"{run_dir} is not a heterosearch run folder (no {CONFIG_FILE}); make one with `heterosearch run`")
-    run = Run(cfg=stored_config(run_dir), out=run_dir)
+    run = Run(cfg=stored_config(run_dir, **overrides), out=run_dir)
     from heterosearch import run_folder
 
     run_folder.lock(run_dir)  # verify writes verify_seeds.json: one writer per folder
+    run.check_same_data()  # every method trains on the data the run was searched on
     return run
 
 
@@ -181,14 +182,19 @@ def _verify_run(
     train_epochs: float | None = None,
     max_train_steps: int | None = None,
     overwrite: bool = False,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train every method for every seed (skipping finished pairs), then write the statistics."""
+    """Train every method for every seed (skipping finished pairs), then write the statistics.
+
+    ``recipe``: training settings (``lr``, ``warmup``, ``batch_size``, ``max_length``, ``lora_dropout``)
+    that replace the run's for these trainings (config.json is not changed).
+    """
     from heterosearch.pipeline.files import SCORES_FILE
     from heterosearch.pipeline.stages import load_winner
     from heterosearch.proxies import Scores
 
     t_start = time.perf_counter()
-    run = open_run(Path(run_dir))
+    run = open_run(Path(run_dir), **(recipe or {}))
     names = parse_methods(methods)
     seed_list = _seed_list(seeds, run.cfg.seed)
     budget = run.require_budget()
@@ -218,7 +224,8 @@ def _verify_run(
     if state and state.get("train_config") != cfg.without_seed():
         raise UserError(
             f"{path} was trained with other settings ({state.get('train_config')}); "
-            "pass the same --train-epochs/--max-train-steps, or --overwrite to start over"
+            "pass the same --train-epochs/--max-train-steps/--lr/--warmup/--batch-size/--max-length/--lora-dropout, "
+            "or --overwrite to start over"
         )
     runs: dict[str, Any] = state.get("runs", {})
     method_info: dict[str, Any] = dict(state.get("methods", {}))

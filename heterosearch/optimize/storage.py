@@ -57,7 +57,6 @@ def open_storage(storage: str | Path, heartbeat: int = HEARTBEAT_INTERVAL, grace
     import optuna
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not is_url(storage):
         path = Path(storage)
         if path.exists() and not path.is_file():

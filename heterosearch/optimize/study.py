@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.logs import quieter
 from heterosearch.optimize.claims import WORKER_ATTR, claim, counts, fail_dead_trials
 from heterosearch.optimize.objective import (
     CHOICE_ATTR,
@@ -95,10 +96,11 @@ def create_study(storage_path: Path | str, study_name: str, seed: int | None) ->
     """Create or load ``study_name`` in ``storage_path`` (a journal path or a storage URL)."""
     import optuna
 
-    return optuna.create_study(
-        study_name=study_name, storage=open_storage(storage_path), sampler=make_sampler(seed),
-        direction="maximize", load_if_exists=True,
-    )
+    with quieter("optuna"):  # "A new study created ..." is ours to say or not; the caller's optuna logging is untouched
+        return optuna.create_study(
+            study_name=study_name, storage=open_storage(storage_path), sampler=make_sampler(seed),
+            direction="maximize", load_if_exists=True,
+        )
 
 
 def prepare_study(
@@ -166,7 +168,7 @@ def iter_trials(
         if not waiting and complete + running >= n_trials:
             time.sleep(poll)  # the last trials run elsewhere; if one dies, its retry appears as WAITING
             continue
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quieter("optuna"):  # no INFO line per trial; our progress bar counts them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # One trial per call: the loop re-counts between trials; heartbeats need optimize().
             study.optimize(guarded, n_trials=1, gc_after_trial=False)

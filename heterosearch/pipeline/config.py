@@ -33,6 +33,7 @@ class RunConfig:
     max_length: int = recipe.MAX_LENGTH
     lr: float = recipe.LR
     warmup: float = recipe.WARMUP  # fraction of training steps with a linear warm-up, then linear decay to 0
+    lora_dropout: float = 0.0  # dropout on LoRA's input x in training (PEFT's lora_dropout); 0 = none
     val_fraction: float = 0.1  # of the training file, carved off for every choice the tool makes
     split_seed: int = 0  # the validation split's seed (the same for every training seed)
     proxies: tuple[str, ...] = ("grad_norm", "snip", "synflow", "spectral")
@@ -59,6 +60,8 @@ class RunConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number in ({low:g}, {high:g}], got {value}")
         if not (math.isfinite(self.warmup) and 0.0 <= self.warmup < 1.0):
             raise UserError(f"--warmup must be a fraction of the training steps in [0, 1), got {self.warmup}")
+        if not (isinstance(self.lora_dropout, (int, float)) and math.isfinite(self.lora_dropout) and 0.0 <= self.lora_dropout < 1.0):
+            raise UserError(f"--lora-dropout must be a probability in [0, 1), got {self.lora_dropout}")
         if not (math.isfinite(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
             raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("seed", "split_seed"):
@@ -87,6 +90,7 @@ class RunConfig:
             lr=self.lr,
             warmup=self.warmup,
             max_length=self.max_length,
+            lora_dropout=self.lora_dropout,
             seed=self.seed if seed is None else seed,
             precision=self.precision,
             device=str(resolve_device_name(self.device)),
@@ -108,7 +112,7 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
+_DEFAULTS = {"warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:

@@ -92,3 +92,43 @@ def check_current(run_dir: Path, stage: str, documents: dict[str, Any]) -> None:
                     f"{run_dir / name} was made from another {source} than the one in the folder now: "
                     f"rerun `heterosearch {fix} {run_dir}` first, then `heterosearch {stage} {run_dir}`"
                 )
+
+
+# -- stale files: a rerun stage removes what was made from its old output ----------------------
+_TRAINED = (VERIFY_FILE, "adapter_model.safetensors", "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+            "checkpoints/*.pt")
+_REPORTED = (RESULTS_FILE, REPORT_FILE, "plots/*.png")
+#: What depends on each stage's output (score -> search -> export -> train -> report). ``verify_seeds.json``
+#: (the ``verify`` command) trains the searched winner and baselines at its budget, so it depends on the search.
+LATER: dict[str, tuple[str, ...]] = {
+    "score": (SEARCH_FILE, ALLOCATION_FILE, "adapter_config.json", *_TRAINED, VERIFY_SEEDS_FILE, *_REPORTED),
+    "search": (ALLOCATION_FILE, "adapter_config.json", *_TRAINED, VERIFY_SEEDS_FILE, *_REPORTED),
+    "export": (*_TRAINED, VERIFY_SEEDS_FILE, *_REPORTED),
+    "train": _REPORTED,
+}
+
+
+def remove_stale(run_dir: Path, stage: str) -> list[str]:
+    """Delete the files that depend on ``stage``'s output (its output changed); returns their relative paths.
+
+    Only files heterosearch writes (``run_folder.OWNED``), by name, in a folder that is
+    heterosearch's own; never a symlink, never anything else.
+    """
+    from heterosearch import run_folder
+
+    run_dir = Path(run_dir)
+    if not run_folder.is_ours(run_dir):
+        return []
+    removed: list[str] = []
+    for pattern in LATER[stage]:
+        for path in sorted(run_dir.glob(pattern)):
+            rel = path.relative_to(run_dir).as_posix()
+            if path.is_symlink() or not path.is_file() or not run_folder.owned_name(rel):
+                continue
+            path.unlink()
+            removed.append(rel)
+    for sub in run_folder.OWNED_DIRS:  # a sub-folder heterosearch made and just emptied goes too
+        d = run_dir / sub
+        if removed and d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+            d.rmdir()
+    return removed

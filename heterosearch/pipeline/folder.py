@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class Run(RunInputs):
         if out.exists() and not out.is_dir():
             raise UserError(f"output path {out} exists and is not a folder")
         ours = out.is_dir() and run_folder.is_ours(out)
+        resumed_data = None  # the data record of the run being resumed
         if ours:
             run_folder.lock(out)  # before anything is read, replaced or resumed: one writer per folder
         if ours and (out / CONFIG_FILE).is_file() and not overwrite:
@@ -56,6 +58,7 @@ class Run(RunInputs):
             diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k, _DEFAULTS.get(k)) != v]
             if diff:
                 raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
+            resumed_data = read_run_file(out / CONFIG_FILE, CONFIG_FILE).get("data")
         elif out.is_dir() and any(out.iterdir()) and not ours:
             raise UserError(f"output folder {out} is not empty and is not a heterosearch run; nothing was changed: pick another --out")
         if ours and overwrite:
@@ -67,6 +70,8 @@ class Run(RunInputs):
         run = cls(cfg=cfg, out=out)
         run.check_budget()  # bad input is answered before anything is created or replaced
         _ = run.data  # so are missing data and malformed rows
+        if ours and resume and not overwrite and (out / CONFIG_FILE).is_file():
+            _check_same_data(out, resumed_data, run.data_record)
         if cfg.storage is not None:  # fail now, not after minutes of scoring
             from heterosearch.optimize.study import check_storage
 
@@ -103,8 +108,42 @@ class Run(RunInputs):
     def save_config(self) -> None:
         write_json(
             self.out / CONFIG_FILE,
-            {"config": self.cfg.to_dict(), "space": self.space.to_dict(), "argv": sys.argv, "versions": versions(), "seed": self.cfg.seed},
+            {"config": self.cfg.to_dict(), "space": self.space.to_dict(), "argv": sys.argv, "versions": versions(), "seed": self.cfg.seed,
+             **self.provenance()},
         )
+
+    def check_same_data(self) -> None:
+        """Refuse to go on with data whose files changed since config.json recorded them (train, verify)."""
+        if (self.out / CONFIG_FILE).is_file():
+            _check_same_data(self.out, read_run_file(self.out / CONFIG_FILE, CONFIG_FILE).get("data"), self.data_record)
+
+    @cached_property
+    def model_record(self) -> dict[str, Any]:
+        from heterosearch.pipeline.provenance import model_record
+
+        return model_record(self.cfg.model, self.model_path)  # once per process: a local folder is hashed file by file
+
+    @cached_property
+    def data_record(self) -> dict[str, Any]:
+        from heterosearch.pipeline.provenance import data_record
+
+        return data_record(self.data)
+
+    def provenance(self) -> dict[str, Any]:
+        """``{"data": ..., "model": ...}`` (pipeline/provenance.py) of what this process used.
+
+        A stage that loaded no data or model (search, export) keeps the record of the stage that
+        did; anything not recorded yet is computed now.
+        """
+        stored: dict[str, Any] = {}
+        if (self.out / CONFIG_FILE).is_file():
+            doc = read_run_file(self.out / CONFIG_FILE, CONFIG_FILE)
+            same = all(doc["config"].get(k) == getattr(self.cfg, k) for k in ("task", "data_dir", "model"))
+            stored = {k: doc[k] for k in ("data", "model") if same and isinstance(doc.get(k), dict)}
+        data = self.data_record if "data" in self.__dict__ or "data" not in stored else stored["data"]
+        loaded = "tokenizer" in self.__dict__  # every model load in a run goes with the tokenizer
+        model = self.model_record if loaded or "model" not in stored else stored["model"]
+        return {"data": data, "model": model}
 
     def require_budget(self) -> int:
         if self.cfg.budget is None:
@@ -113,3 +152,14 @@ class Run(RunInputs):
 
     def path(self, name: str) -> Path:
         return self.out / name
+
+
+def _check_same_data(out: Path, recorded: Any, now: dict[str, Any]) -> None:
+    """A resumed or retrained run must use the data it was scored on: refuse if a data file changed since."""
+    from heterosearch.pipeline.provenance import data_digests
+
+    before, after = data_digests(recorded), data_digests(now)
+    changed = sorted(k for k in before if k in after and before[k] != after[k])
+    if changed:
+        raise UserError(f"{out} was made from other {changed[0]} data (the sha256 of its file differs now): restore the data, "
+                        "or start a new run with --overwrite or another --out")

@@ -32,6 +32,7 @@ from heterosearch.pipeline.files import (
     VERIFY_FILE,
     check_current,
     input_hashes,
+    remove_stale,
 )
 from heterosearch.pipeline.folder import Run
 from heterosearch.progress import say
@@ -61,6 +62,7 @@ def stage_score(run: Run) -> Any:
     model = run.take_model()  # the one loaded with the tokenizer, if unused
     scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed)
     scores.save(path)
+    _dropped(run, "score", remove_stale(run.out, "score"))  # new scores: the search and all after it are stale
     run.timings["score"] = time.perf_counter() - t0
     say(f"scores: {len(run.sites)} sites x {len(run.space.lora.ranks) - 1} ranks x {len(run.cfg.proxies)} proxies "
         f"from {len(batches)} batches in {run.timings['score']:.1f}s")
@@ -107,8 +109,12 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "winner": winner.to_dict(),
         "history": result.history,
     }
+    summary["budget"] = run.cfg.budget
     summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
+    changed = _search_changed(run, summary)
     write_json(run.path(SEARCH_FILE), summary)
+    if changed:  # another winner or budget: the export, trainings and report made from the old one are stale
+        _dropped(run, "search", remove_stale(run.out, "search"))
     run.timings["search"] = time.perf_counter() - t0
     say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
         f"= {100 * result.ratio:.1f}% of the exact optimum {result.exact_objective:.4f}")
@@ -133,6 +139,7 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
 
     sites = run.site_map
     head = sum(p.numel() for n, p in run._meta_model().named_parameters() if n.split(".")[0] in ("classifier", "pre_classifier", "score"))
+    old = _read_json(run.path(ALLOCATION_FILE))
     data = write_allocation(
         run.path(ALLOCATION_FILE),
         winner,
@@ -158,6 +165,9 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
     data["peft_params"] = peft_part.params(sites)
+    same_scale = "scale" not in old or old["scale"] == data.get("scale")  # files before the scale rule: unknown, kept
+    if _normal(old.get("allocation")) != data["allocation"] or old.get("budget") != data.get("budget") or not same_scale:
+        _dropped(run, "export", remove_stale(run.out, "export"))  # weights and results of another allocation
     return data
 
 
@@ -170,9 +180,13 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     from heterosearch.train import train_allocation
     from heterosearch.train.parallel import Job, plan_jobs, run_jobs
 
+    run.check_same_data()  # the models train on the data the run was scored and searched on
     path = run.path(VERIFY_FILE)
     done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
     cfg = run.cfg.train_config()
+    if done.get("train_config", cfg.to_dict()) != cfg.to_dict():
+        done = {}  # `train RUN --lr ...`: another recipe, so both models train again
+    done["train_config"] = cfg.to_dict()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     baseline, baseline_name = run.baseline_allocation()
     models = {"winner": (winner, "searched allocation"), "baseline": (baseline, baseline_name)}
@@ -246,6 +260,7 @@ def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: 
         "search": {k: v for k, v in search.items() if k != "history"},
         "scoring": scores.meta,
         "splits": run.splits,
+        "provenance": run.provenance(),  # data files' sha256 and the model's revision (pipeline/provenance.py)
         "verify": verify,
         "timings": run.timings,
     }
@@ -308,3 +323,35 @@ def load_winner(run: Run) -> tuple[Allocation, dict[str, Any]]:
 
 def load_results(run_dir: Path) -> dict[str, Any]:
     return read_run_file(Path(run_dir) / RESULTS_FILE, RESULTS_FILE)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _search_changed(run: Run, summary: dict[str, Any]) -> bool:
+    """Another winner or budget than the search.json on disk (a resumed, unchanged search keeps what follows)."""
+    old = _read_json(run.path(SEARCH_FILE))
+    if not old:
+        return True
+    # search.json files from before the budget was recorded in them: the export's budget, else the same.
+    budget = old.get("budget", _read_json(run.path(ALLOCATION_FILE)).get("budget", summary["budget"]))
+    return _normal(old.get("winner")) != summary["winner"] or budget != summary["budget"]
+
+
+def _normal(allocation: Any) -> Any:
+    """An allocation as this version writes it (older files may spell the same allocation otherwise); None if unreadable."""
+    try:
+        return Allocation.from_dict(allocation).to_dict()
+    except Exception:  # any malformed old file: compare as "different"
+        return None
+
+def _dropped(run: Run, stage: str, removed: list[str]) -> None:
+    if removed:
+        say(f"[dim]{stage}: output changed, removed what was made from the old one: {', '.join(removed)}[/dim]")

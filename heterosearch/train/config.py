@@ -19,6 +19,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup: float = recipe.WARMUP  # fraction of steps
     max_length: int = recipe.MAX_LENGTH
+    lora_dropout: float = 0.0  # on LoRA's input x (PEFT's lora_dropout); LoRA only, not banks, pools or shortcuts
     grouped_batches: bool = True
     seed: int = 0
     checkpoint_every: int = 25  # steps between checkpoints when a checkpoint path is given (0 = never)
@@ -32,12 +33,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as recorded and compared. The device is left out (the same recipe on another
-        device is the same experiment); fp32 is left implicit, so files written before the
+        device is the same experiment); fp32 and no LoRA dropout are left implicit, so files written before the
         precision setting existed still compare equal."""
         d = asdict(self)
         d.pop("device")
         if d["precision"] == "fp32":
             d.pop("precision")
+        if not d["lora_dropout"]:
+            d.pop("lora_dropout")  # as fp32: recipes recorded before the setting existed compare equal
         return d
 
     def without_seed(self) -> dict[str, Any]:

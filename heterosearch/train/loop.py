@@ -170,6 +170,10 @@ def train_allocation(
     torch.manual_seed(cfg.seed)
     model = model_factory()
     apply_allocation(model, sites, allocation, scaling, seed=cfg.seed)  # on the CPU: the same init everywhere
+    if cfg.lora_dropout:
+        from heterosearch.adapters.lora import set_lora_dropout
+
+        set_lora_dropout(model, cfg.lora_dropout)
     model.to(device)
     scaler = grad_scaler(device, cfg.precision)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -17,5 +17,5 @@ register_kind(
     )
 )
 
-__all__ = ["PREFIX", "RULES", "LoraElement", "LoraLinear", "LoraScale", "LoraSpace", "apply_lora", "as_scale"]
-__getattr__ = lazy_exports(__name__, {"LoraLinear": "layer", "apply_lora": "layer"})
+__all__ = ["PREFIX", "RULES", "LoraElement", "LoraLinear", "LoraScale", "LoraSpace", "apply_lora", "as_scale", "set_lora_dropout"]
+__getattr__ = lazy_exports(__name__, {"LoraLinear": "layer", "apply_lora": "layer", "set_lora_dropout": "layer"})

@@ -17,7 +17,7 @@ from heterosearch.adapters.lora.config import PREFIX, LoraElement
 from heterosearch.models.sites import Site
 from heterosearch.space.scale import LoraScale, as_scale
 
-__all__ = ["PREFIX", "LoraLinear", "apply_lora"]
+__all__ = ["PREFIX", "LoraLinear", "apply_lora", "set_lora_dropout"]
 
 
 class LoraLinear(DeltaLinear):
@@ -38,9 +38,13 @@ class LoraLinear(DeltaLinear):
         weight = next(base_layer.parameters())
         self.hs_lora_A = kaiming_A(rank, d_in, weight, generator)  # PEFT's init
         self.hs_lora_B = nn.Parameter(torch.zeros(d_out, rank, dtype=weight.dtype, device=weight.device))
+        # PEFT's lora_dropout: on the update's input only, active in train mode; Identity by default
+        # (no random draws, so runs without dropout are unchanged). Set by ``set_lora_dropout``.
+        self.lora_dropout: nn.Module = nn.Identity()
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         # x: (..., d_in) -> (..., r) -> (..., d_out)
+        x = self.lora_dropout(x)
         return (x @ self.hs_lora_A.t()) @ self.hs_lora_B.t() * self.scaling
 
 
@@ -69,3 +73,15 @@ def apply_lora(
             continue
         base = model.get_submodule(site.name)
         set_submodule(model, site.name, LoraLinear(base, site.d_in, site.d_out, rank, rule.at(rank), generator))
+
+
+def set_lora_dropout(model: nn.Module, p: float) -> int:
+    """Dropout with probability ``p`` on the input of every ``LoraLinear`` in ``model`` (0 = none); returns how many."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"LoRA dropout must be in [0, 1), got {p}")
+    n = 0
+    for module in model.modules():
+        if isinstance(module, LoraLinear):
+            module.lora_dropout = nn.Dropout(p) if p > 0 else nn.Identity()
+            n += 1
+    return n

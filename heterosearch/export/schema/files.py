@@ -238,6 +238,7 @@ CONFIG = FileSchema(
                     "max_length": Int(lo=0),
                     "lr": Num(),
                     "warmup": Num(),
+                    "lora_dropout": Num(),
                     "val_fraction": Num(),
                     "split_seed": Int(lo=0),
                     "proxies": ListOf(Str()),
