@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from heterosearch.adapters.bank.config import BankElement, BankSpace, membership_layers
+from heterosearch.models.roles import expand_roles
 from heterosearch.space.options import Option, OptionGroup
 
 
@@ -22,9 +23,7 @@ def groups(section: BankSpace, sites: Sequence[Any]) -> list[OptionGroup]:
     """One ``bank.<role>`` group per role of the section that the model has."""
     n_layers = max(s.layer for s in sites) + 1
     out = []
-    for role in section.roles:
-        if not any(s.role == role for s in sites):
-            continue
+    for role in expand_roles(section.roles, sites)[0]:  # q, k, v -> one qkv on a fused model; absent roles skipped
         options = [Option("off")]
         for membership in section.membership:
             layers = membership_layers(membership, n_layers)

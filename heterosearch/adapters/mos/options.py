@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from heterosearch.adapters.mos.config import MosElement, MosSpace, mos_valid
+from heterosearch.models.roles import expand_roles
 from heterosearch.space.options import Option, OptionGroup
 
 
@@ -18,9 +19,7 @@ def groups(section: MosSpace, sites: Sequence[Any]) -> list[OptionGroup]:
     """One ``mos.<role>`` group per role of the section that the model has."""
     n_layers = max(s.layer for s in sites) + 1
     out = []
-    for role in section.roles:
-        if not any(s.role == role for s in sites):
-            continue
+    for role in expand_roles(section.roles, sites)[0]:  # q, k, v -> one qkv on a fused model; absent roles skipped
         options = [Option("off")]
         for r_e in section.equivalent_ranks:
             for rank in section.site_ranks:
