@@ -178,11 +178,12 @@ def test_fused_roles_stand_in_and_say_so() -> None:
     phi = discover_sites(model_of("phi3"))
     assert expand_roles(("q", "k", "v", "o", "ffn_in", "ffn_out"), phi) == (("qkv", "o", "ffn_gate_up", "ffn_out"), ())
     assert resolve_roles(("q", "v"), phi, "baseline") == ("qkv",)
-    notes = fused_notes(("q", "v", "ffn_in"), phi)
+    notes = fused_notes(("q", "v", "ffn_in", "q"), phi)
     assert notes == [
-        "this model fuses q, k, v into one projection per block (qkv_proj): q, v are adapted as one site per block, role 'qkv'",
-        "this model fuses ffn_gate, ffn_in into one projection per block (gate_up_proj): ffn_in are adapted as one site "
-        "per block, role 'ffn_gate_up'",
+        "this model fuses q, k, v into one projection per block (qkv_proj): the space's q, v adapt it as one site per "
+        "block, role 'qkv'",
+        "this model fuses ffn_gate, ffn_in into one projection per block (gate_up_proj): the space's ffn_in adapt it "
+        "as one site per block, role 'ffn_gate_up'",
     ]
     llama = discover_sites(model_of("llama"))
     assert fused_notes(("q", "v"), llama) == [] and resolve_roles(("q", "v"), llama, "x") == ("q", "v")
@@ -271,6 +272,24 @@ def test_roles_mapping_names_the_sites_of_an_unknown_naming(tmp_path: Path) -> N
     assert torch.allclose(logits(model), base, atol=1e-6)
     run = _inputs(tmp_path, "mpnet", _space_file(tmp_path, MPNET_ROLES))
     assert [s.key for s in run.sites] == [s.key for s in sites]  # the pipeline uses the mapping too
+
+
+def test_allocation_file_keeps_the_roles_mapping_for_load_adapters(tmp_path: Path) -> None:
+    from heterosearch.export.allocation_file import write_allocation
+    from heterosearch.export.loader import load_adapters
+
+    space = load_space(_space_file(tmp_path, MPNET_ROLES))
+    sites = sites_by_key(discover_sites(model_of("mpnet"), space.site_roles))
+    alloc = Allocation(lora={"L0.q": 2, "L1.o": 3, "L1.ffn_out": 1})
+    path = tmp_path / "allocation.json"
+    write_allocation(path, alloc, sites, 2.0, space={"name": "custom", "version": 1, "roles": space.site_roles})
+    model = load_adapters(model_of("mpnet"), path)
+    assert count_adapter_params(model) == alloc.params(sites) == 2 * 64 + 3 * 64 + 1 * 96
+    data = json.loads(path.read_text())
+    data["space"]["roles"] = {"q": "(("}
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"allocation.json: space.roles.q: bad regular expression '\(\('"):
+        load_adapters(model_of("mpnet"), path)
 
 
 @pytest.mark.parametrize(

@@ -62,10 +62,10 @@ def fused_notes(requested: Sequence[str], sites: Sequence[Any]) -> list[str]:
     """One line per fused site role that stands in for requested roles, naming its module."""
     notes = []
     for fused, parts in FUSED.items():
-        asked = [r for r in requested if r in parts]
+        asked = [r for r in dict.fromkeys(requested) if r in parts]
         site = next((s for s in sites if s.role == fused), None)
         if asked and site is not None and not any(s.role in parts for s in sites):
             module = site.name.rsplit(".", 1)[-1]
             notes.append(f"this model fuses {', '.join(parts)} into one projection per block ({module}): "
-                         f"{', '.join(asked)} are adapted as one site per block, role {fused!r}")
+                         f"the space's {', '.join(asked)} adapt it as one site per block, role {fused!r}")
     return notes
