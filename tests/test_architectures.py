@@ -331,3 +331,18 @@ def test_cli_bad_regex_exits_2_in_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "roles.q: bad regular expression" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("family", ["bart"])  # T5: discover_sites above; one CLI run is enough for the exit code
+def test_cli_refuses_an_encoder_decoder_in_one_line(family: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from heterosearch.cli import app
+
+    config(family).save_pretrained(tmp_path / family)  # config.json only: sites come from a weightless model
+    result = CliRunner().invoke(app, ["run", "--model", str(tmp_path / family), "--budget", "2k",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"is an encoder-decoder model ({family})" in lines[0]
+    assert not (tmp_path / "o").exists()
