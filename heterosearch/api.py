@@ -58,7 +58,8 @@ class SearchResult:
         from heterosearch.adapters import apply_allocation
         from heterosearch.models import discover_sites
 
-        return apply_allocation(model, discover_sites(model), self.allocation, self.space.lora.scaling, seed=seed)
+        sites = discover_sites(model, self.space.site_roles)
+        return apply_allocation(model, sites, self.allocation, self.space.lora.scaling, seed=seed)
 
     def save(self, directory: str | Path) -> Path:
         """``allocation.json`` (loadable by ``heterosearch.load``), plus ``adapter_config.json`` if LoRA-only."""
@@ -67,8 +68,11 @@ class SearchResult:
         from heterosearch.pipeline import versions
 
         out = Path(directory)
+        space = {"name": self.space.name, "version": self.space.version}
+        if self.space.site_roles:  # load_adapters finds the sites again with them
+            space["roles"] = self.space.site_roles
         write_allocation(out / "allocation.json", self.allocation, self.sites, self.space.lora.scaling,
-                         model=self.base_model_id, space={"name": self.space.name, "version": self.space.version},
+                         model=self.base_model_id, space=space,
                          budget=self.budget, proxy=self.proxy, versions=versions())
         if self.allocation.lora and not self.allocation.elements:
             save_lora_config(self.lora_config(), out)
@@ -97,6 +101,7 @@ def search(
     import math
 
     from heterosearch.models import discover_sites
+    from heterosearch.models.roles import resolve_roles
     from heterosearch.optimize.build import build_problem, decode
     from heterosearch.proxies import PROXIES
     from heterosearch.proxies.kinds import score_space
@@ -112,11 +117,10 @@ def search(
     if not (1 <= score_batches <= 100_000 and 1 <= batch_size <= 4096 and 0 <= seed < 2**32):
         raise UserError("score_batches, batch_size and seed must be in [1, 1e5], [1, 4096] and [0, 2**32)")
     the_space = load_space(str(space))
-    all_sites = discover_sites(model)
-    roles = set(the_space.lora.roles)
+    all_sites = discover_sites(model, the_space.site_roles)
+    # q, k, v -> qkv on a fused model; a role with no site is an error (models/roles.py)
+    roles = set(resolve_roles(the_space.lora.roles, all_sites, f"search space {the_space.source}: kinds.lora.roles"))
     sites = [s for s in all_sites if s.role in roles]
-    if not sites:
-        raise UserError(f"space {the_space.name!r} adapts roles {sorted(roles)}, which this model does not have")
     batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches, seed)
     scores = score_space(model, sites, batches, the_space, [proxy], seed)  # the score stage's own function
     problem = build_problem(the_space, sites, scores, proxy, b)

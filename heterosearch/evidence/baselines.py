@@ -91,6 +91,10 @@ def uniform_baseline(sites: Sequence[SiteLike], roles: Sequence[str], budget: in
     So "uniform on all sites" stays a budget-matched baseline at budgets between multiples
     of its per-rank cost, and its ranks differ by at most one.
     """
+    from heterosearch.models.roles import resolve_roles
+
+    # q, v -> qkv on a fused model; a role with no site is an error, never a zero-parameter baseline.
+    roles = resolve_roles(roles, sites, method, among="the sites the space adapts")
     rank = largest_uniform_rank(sites, roles, budget)
     if rank < 1:
         raise UserError(f"{method}: uniform LoRA r=1 on {','.join(roles)} already exceeds the budget {budget:,}")

@@ -62,7 +62,11 @@ def load_adapters(model: Any, path: str | Path, seed: int = 0) -> Any:
         field = "scale" if "scale" in data else "scaling"
         raise UserError(f"{alloc_file}: field {field!r} must be a LoRA scale (alpha a finite number in (0, 1e4]), "
                         f"got {_short(data.get(field))}: {_short(str(e), 120)}") from None
-    sites = discover_sites(model)
+    space = data.get("space")
+    patterns = space.get("roles") if isinstance(space, dict) else None  # a space's roles: mapping, if it had one
+    if patterns is not None and not isinstance(patterns, dict):
+        raise UserError(f"{alloc_file}: field 'space.roles' must map roles to module-name patterns, got {_short(patterns)}")
+    sites = discover_sites(model, patterns, f"{alloc_file}: space.roles")
     _check_size(allocation, sites, model, alloc_file)  # before any adapter tensor is made
     weights = folder / WEIGHTS_FILE
     header = _read_header(weights) if weights.is_file() else None

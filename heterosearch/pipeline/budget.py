@@ -31,9 +31,12 @@ def check_budget(sites: Sequence[Any], space: SearchSpace, budget: int) -> None:
             f"{space.name!r} on this model ({format_params(cheapest)} parameters: one site at rank {r_min}); "
             f"pass --budget {cheapest} or more"
         )
+    from heterosearch.models.roles import expand_roles
+
     roles = space.baseline.roles
-    base = [s for s in sites if s.role in roles]
-    if not base:
+    site_roles, missing = expand_roles(roles, sites)  # q, v -> qkv on a fused model
+    base = [s for s in sites if s.role in site_roles]
+    if missing or not base:
         raise UserError(
             f"space {space.name!r} compares against uniform LoRA on {','.join(roles)}, but it adapts "
             f"only {','.join(space.lora.roles)}: add those roles to the space, or set its baseline roles to some it adapts"
@@ -49,5 +52,7 @@ def check_budget(sites: Sequence[Any], space: SearchSpace, budget: int) -> None:
 
 def baseline_allocation(sites: Sequence[Any], roles: Sequence[str], budget: int | None) -> tuple[Allocation, str]:
     """Uniform LoRA on the baseline roles at the largest integer rank within the budget."""
+    if not any(s.role in roles for s in sites):  # never a zero-parameter "uniform LoRA r=0" baseline
+        raise UserError(f"the baseline (uniform LoRA on {','.join(roles)}) has no site on this model")
     rank = largest_uniform_rank(sites, roles, budget)
     return uniform_allocation(sites, roles, rank), f"uniform LoRA r={rank} on {','.join(roles)}"

@@ -74,7 +74,7 @@ class RunInputs:
     def all_sites(self) -> list[Any]:
         from heterosearch.models import discover_sites
 
-        return discover_sites(self._meta_model())
+        return discover_sites(self._meta_model(), self.space.site_roles, f"search space {self.space.source}: roles")
 
     def _meta_model(self) -> Any:
         # Site shapes only: build the architecture without weights (a fraction of a second).
@@ -99,11 +99,16 @@ class RunInputs:
     @cached_property
     def sites(self) -> list[Any]:
         """The sites the space may adapt (its roles), in site order."""
-        roles = set(self.space.lora.roles)
+        from heterosearch.models.roles import fused_notes, resolve_roles
+        from heterosearch.progress import say
+
+        # Every role the space names must match a site (or a fused one: q, k, v -> qkv); never an empty set.
+        for path, named in self._named_roles():
+            resolve_roles(named, self.all_sites, f"search space {self.space.source}: {path}")
+        roles = set(resolve_roles(self.space.lora.roles, self.all_sites, "kinds.lora.roles"))
         chosen = [s for s in self.all_sites if s.role in roles]
-        if not chosen:
-            have = sorted({s.role for s in self.all_sites})
-            raise UserError(f"space {self.space.name!r} adapts roles {sorted(roles)}, but the model has only {have}")
+        for note in fused_notes([r for _, named in self._named_roles() for r in named], self.all_sites):
+            say(f"[dim]note: {note}[/dim]")
         # Checked before anything is allocated: scoring builds (rank x width) tensors per site.
         widest = max(max(s.d_in, s.d_out) for s in chosen)
         too_big = [r for r in self.space.lora.ranks if r > widest]
@@ -113,6 +118,11 @@ class RunInputs:
                 f"({widest}; a rank-r update of a d_out x d_in matrix has rank <= min(d_in, d_out)): remove ranks above {widest}"
             )
         return chosen
+
+    def _named_roles(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(field, roles) for every kind section with roles, and the baseline."""
+        named = [(f"kinds.{k}.roles", tuple(sec.roles)) for k, sec in self.space.kinds.items() if hasattr(sec, "roles")]
+        return [*named, ("baseline.roles", tuple(self.space.baseline.roles))]
 
     @property
     def site_map(self) -> dict[str, Any]:
@@ -159,7 +169,11 @@ class RunInputs:
 
     # -- the budget rules (pipeline/budget.py) on these sites ---------------------------------
     def baseline_roles(self) -> tuple[str, ...]:
-        return self.space.baseline.roles
+        """The site roles of the baseline (q, v -> qkv on a fused model); one the space does not adapt is an error."""
+        from heterosearch.models.roles import resolve_roles
+
+        return resolve_roles(self.space.baseline.roles, self.sites, f"search space {self.space.source}: baseline.roles",
+                             among="the sites the space adapts")
 
     def check_budget(self) -> None:
         if self.cfg.budget is not None:

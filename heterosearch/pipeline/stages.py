@@ -147,7 +147,8 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
         run.space.lora.scaling,
         model=run.cfg.model or "all-MiniLM-L6-v2",
         task=run.cfg.task,
-        space={"name": run.space.name, "version": run.space.version},
+        space={"name": run.space.name, "version": run.space.version,
+               **({"roles": run.space.site_roles} if run.space.site_roles else {})},  # load_adapters finds the sites again
         budget=run.cfg.budget,
         head_params=head,
         proxy=run.cfg.proxy,

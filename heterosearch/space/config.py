@@ -63,6 +63,9 @@ class SearchSpace:
     kinds: dict[str, Any] = field(default_factory=dict)
     baseline: BaselineSpec = field(default_factory=BaselineSpec)
     source: str = "<dict>"
+    # ``roles:`` in the file: role -> regex searched in a Linear's name within its block
+    # (models/sites.py discover_sites). Empty: the built-in naming table decides the sites.
+    site_roles: dict[str, str] = field(default_factory=dict)
 
     @property
     def lora(self) -> Any:
@@ -80,12 +83,14 @@ class SearchSpace:
             "kinds": {k: _plain(v) for k, v in self.kinds.items()},
             "baseline": _plain(self.baseline),
             "source": self.source,
+            **({"roles": dict(self.site_roles)} if self.site_roles else {}),  # absent when unused: old records unchanged
         }
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchSpace:
         where = Where(source)
-        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline"), required=("name", "version", "kinds"))
+        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline", "roles"),
+                         required=("name", "version", "kinds"))
         name = data["name"]
         if not isinstance(name, str) or not name.strip():
             raise where.fail("name", f"expected a non-empty string, got {name!r}")
@@ -101,7 +106,9 @@ class SearchSpace:
             raise where.fail("kinds", "needs at least one adapter kind")
         kinds = {k: KIND_SECTIONS[k].from_dict(v, where, f"kinds.{k}") for k, v in kinds_raw.items()}  # type: ignore[attr-defined]
         baseline = BaselineSpec.from_dict(data["baseline"], where, "baseline") if "baseline" in data else BaselineSpec()
-        return cls(name=name, version=version, description=description, kinds=kinds, baseline=baseline, source=source)
+        site_roles = where.role_patterns("roles", data["roles"]) if "roles" in data else {}
+        return cls(name=name, version=version, description=description, kinds=kinds, baseline=baseline, source=source,
+                   site_roles=site_roles)
 
 
 def _plain(obj: Any) -> Any:

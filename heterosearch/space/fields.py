@@ -11,7 +11,8 @@ from typing import Any
 
 from heterosearch.errors import UserError
 
-KNOWN_ROLES = ("q", "k", "v", "qkv", "o", "ffn_gate", "ffn_in", "ffn_out")
+# Same as models.sites.ROLES (kept here so space/ stays torch-free; a test ties them).
+KNOWN_ROLES = ("q", "k", "v", "qkv", "o", "ffn_gate", "ffn_in", "ffn_out", "ffn_gate_up")
 
 
 class Where:
@@ -64,6 +65,25 @@ class Where:
         if len(set(roles)) != len(roles):
             raise self.fail(path, f"duplicate roles in {value!r}")
         return roles
+
+    def role_patterns(self, path: str, value: Any) -> dict[str, str]:
+        """``{role: regex}``: known roles, non-empty strings that compile (models/sites.py matches them)."""
+        import re
+
+        if not isinstance(value, dict) or not value:
+            raise self.fail(path, f"expected a mapping of role -> module-name regex, got {value!r}")
+        for role, pattern in value.items():
+            if role not in KNOWN_ROLES:
+                close = difflib.get_close_matches(str(role), KNOWN_ROLES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(f"{path}.{role}", f"unknown role{hint}; known: {', '.join(KNOWN_ROLES)}")
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise self.fail(f"{path}.{role}", f"expected a non-empty regular expression, got {pattern!r}")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise self.fail(f"{path}.{role}", f"bad regular expression {pattern!r}: {exc}") from None
+        return {str(k): v for k, v in value.items()}
 
     def choices(self, path: str, value: Any, legal: tuple[str, ...]) -> tuple[str, ...]:
         """A non-empty list of values from ``legal``."""

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from heterosearch.adapters.bank.config import BankElement, BankSpace, membership_layers
+from heterosearch.models.roles import expand_roles
 from heterosearch.space.options import Option, OptionGroup, role_groups, role_values
 
 
@@ -32,7 +33,8 @@ def groups(section: BankSpace, sites: Sequence[Any]) -> list[OptionGroup]:
                         e = BankElement(role=role, layers=layers, rank=rank, variant=variant)
                         yield Option(label(e, membership), (e,))
 
-    return role_groups("bank", section.roles, sites, banks)
+    # q, k, v -> one qkv on a fused model (models/roles.py); roles the model lacks get no group
+    return role_groups("bank", expand_roles(section.roles, sites)[0], sites, banks)
 
 
 values = role_values  # the scored banks of the role (None: none scored, so the role gets no bank alternative)

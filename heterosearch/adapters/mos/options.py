@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from heterosearch.adapters.mos.config import MosElement, MosSpace, mos_valid
+from heterosearch.models.roles import expand_roles
 from heterosearch.space.options import Option, OptionGroup, role_groups, role_values
 
 
@@ -25,7 +26,8 @@ def groups(section: MosSpace, sites: Sequence[Any]) -> list[OptionGroup]:
                                    ranks={i: rank for i in range(n_layers)})
                     yield Option(f"re{r_e}:r{rank}", (e,))
 
-    return role_groups("mos", section.roles, sites, pools)
+    # q, k, v -> one qkv on a fused model (models/roles.py); roles the model lacks get no group
+    return role_groups("mos", expand_roles(section.roles, sites)[0], sites, pools)
 
 
 values = role_values  # the scored pools of the role (None: none scored, so the role gets no MoS alternative)
