@@ -41,7 +41,10 @@ def score_kinds(
     seed: int,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     """(values, undefined): values[proxy][kind] holds what the kind's scoring returns (curves per
-    shortcut candidate, option values per role for banks and pools); undefined[proxy][kind] the reason."""
+    shortcut candidate, option values per role for banks and pools); undefined[proxy][kind] the reason.
+
+    Each kind's ``score`` gets the space's LoRA scale rule (``scale=``): every kind's terms use
+    it at their own rank (``space.scale.kind_scaling``), so scores that depend on s use it too."""
     from heterosearch.adapters.kinds import ADAPTER_KINDS
 
     kinds = [ADAPTER_KINDS.get(name) for name in space.kinds]
@@ -53,7 +56,8 @@ def score_kinds(
             if p in table:
                 undefined[p][kind.name] = table[p]
     for kind in kinds:
-        scored = kind.module("scoring").score(model, sites, batches, space.kinds[kind.name], grads, proxies, seed)
+        scored = kind.module("scoring").score(model, sites, batches, space.kinds[kind.name], grads, proxies, seed,
+                                              scale=space.lora.scaling)
         for p, v in scored.items():
             values[p][kind.name] = v
     return values, undefined
