@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.space.calibration import CalibrationSpec
 from heterosearch.space.fields import KNOWN_ROLES, Where
 from heterosearch.space.kinds import SECTIONS
 
@@ -63,6 +64,8 @@ class SearchSpace:
     kinds: dict[str, Any] = field(default_factory=dict)
     baseline: BaselineSpec = field(default_factory=BaselineSpec)
     source: str = "<dict>"
+    # Optional: map proxy scores across kinds with a short training signal (space/calibration.py).
+    calibration: CalibrationSpec | None = None
 
     @property
     def lora(self) -> Any:
@@ -73,7 +76,7 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved space, as recorded in every run folder."""
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "description": self.description,
@@ -81,11 +84,15 @@ class SearchSpace:
             "baseline": _plain(self.baseline),
             "source": self.source,
         }
+        if self.calibration is not None:  # absent otherwise: spaces without it record what they did before
+            out["calibration"] = self.calibration.as_section()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchSpace:
         where = Where(source)
-        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline"), required=("name", "version", "kinds"))
+        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline", "calibration"),
+                         required=("name", "version", "kinds"))
         name = data["name"]
         if not isinstance(name, str) or not name.strip():
             raise where.fail("name", f"expected a non-empty string, got {name!r}")
@@ -101,7 +108,9 @@ class SearchSpace:
             raise where.fail("kinds", "needs at least one adapter kind")
         kinds = {k: KIND_SECTIONS[k].from_dict(v, where, f"kinds.{k}") for k, v in kinds_raw.items()}  # type: ignore[attr-defined]
         baseline = BaselineSpec.from_dict(data["baseline"], where, "baseline") if "baseline" in data else BaselineSpec()
-        return cls(name=name, version=version, description=description, kinds=kinds, baseline=baseline, source=source)
+        calibration = CalibrationSpec.from_dict(data["calibration"] or {}, where, "calibration") if "calibration" in data else None
+        return cls(name=name, version=version, description=description, kinds=kinds, baseline=baseline, source=source,
+                   calibration=calibration)
 
 
 def _plain(obj: Any) -> Any:
