@@ -6,7 +6,7 @@ training batches = the scoring batches (MRPC train carved as the run does, seed 
 validation batches from the carved validation split.
 
     nice -n 5 env OMP_NUM_THREADS=1 python benchmarks/kind_calibration.py reports/mrpc-full-0.5M \
-        [--steps 8] [--per-kind 2] [--val-batches 4] [--json out.json]
+        [--steps 8] [--per-kind 2] [--val-batches 4] [--batch-size 32] [--max-length 128] [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--per-kind", type=int, default=2)
     ap.add_argument("--val-batches", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     scores = Scores.load(args.run / "scores.json")
@@ -42,11 +44,11 @@ def main() -> None:
     carved = carve_validation(data.train, DEFAULT_VAL_FRACTION, 0, True)
     model, tok = load_model(None, 2, seed=0)
     sites = discover_sites(model)
-    train = encode(tok, carved.train.texts, carved.train.labels, False, 128)
-    val = encode(tok, carved.val.texts, carved.val.labels, False, 128)
-    batches = [collate(tok, train, i) for i in train_batches(train, 32, 0, epoch=0)[:8]]
+    train = encode(tok, carved.train.texts, carved.train.labels, False, args.max_length)
+    val = encode(tok, carved.val.texts, carved.val.labels, False, args.max_length)
+    batches = [collate(tok, train, i) for i in train_batches(train, args.batch_size, 0, epoch=0)[:8]]
     cal = CalibrationSpec(steps=args.steps, per_kind=args.per_kind, val_batches=args.val_batches)
-    record = calibrate(model, sites, space, scores, "spectral", batches, first_batches(tok, val, 32, cal.val_batches),
+    record = calibrate(model, sites, space, scores, "spectral", batches, first_batches(tok, val, args.batch_size, cal.val_batches),
                        cal, seed=0)
     for p in record["points"]:
         print(f"{p['kind']:9s} {p['group']:26s} {p['option']:18s} score {p['score']:.4g}  signal {p['signal']:+.4f}  "

@@ -17,10 +17,15 @@ across kinds"):
   undefined, never as zeros.
 
 Normalisation across kinds: ``spectral`` values of every kind are first-order loss decreases
-of a gradient step in the same units (sum of squared singular values of a loss gradient), so
-they are compared raw; the search divides every value by the best single option's value only
-to make objectives readable. grad_norm and snip of shortcuts use the same virtual-adapter
-convention as LoRA sites, so their units match too.
+of a gradient-descent step (sum of squared singular values of a loss gradient), in the same
+units, and the search divides every value by the best single option's value only to make
+objectives readable. They are not what Adam training buys, though: that grows about linearly
+with the gradient, the proxy quadratically, so kinds with large gradients by construction
+(shortcuts on the residual stream, banks and pools with layer-summed gradients) are overrated
+against per-site LoRA. A space's optional ``calibration:`` section rescales each kind's values
+by a factor measured with a short training signal (``proxies/calibration.py``) before that
+normalisation. grad_norm and snip of shortcuts use the same virtual-adapter convention and the
+same s(r) as LoRA sites, so their units match too.
 """
 
 from __future__ import annotations
