@@ -8,7 +8,7 @@ the search respects is the one the instantiated model has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from heterosearch.errors import UserError
@@ -30,8 +30,12 @@ def option_groups(space: Any, sites: Sequence[Any]) -> list[OptionGroup]:
     return [g for k in _space_kinds(space) for g in k.module("options").groups(space.kinds[k.name], sites)]
 
 
-def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, budget: int) -> Problem:
+def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, budget: int,
+                  calibration: Mapping[str, float] | None = None) -> Problem:
     """Groups per site (LoRA rank), per free candidate (shortcut), and per role its alternatives (bank, MoS).
+
+    ``calibration``: kind -> factor multiplying that kind's raw values before the normalisation
+    (``proxies/calibration.py``; kinds it does not name keep factor 1). None: raw values.
 
     Group order (it is Optuna's parameter order, so it decides the trials): site groups in site
     order, then free groups, then per role (in order of first appearance among the sites) its
@@ -55,6 +59,8 @@ def build_problem(space: Any, sites: Sequence[Any], scores: Any, proxy: str, bud
             vals = options.values(scores, proxy, og)
             if not vals:
                 continue  # nothing scored (a role without banks): no such alternative
+            if calibration and kind.name in calibration:  # the hook of proxies/calibration.py
+                vals = {label: v * calibration[kind.name] for label, v in vals.items()}
             kept = [o for o in og.options if o.label in vals]
             g = Group(og.key, [o.label for o in kept], [], [count_params(o.elements, site_map) for o in kept])
             by_shape[og.shape].append((og, g, [vals[o.label] for o in kept]))

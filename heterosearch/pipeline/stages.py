@@ -44,6 +44,7 @@ from heterosearch.version import __version__
 def stage_score(run: Run) -> Any:
     """Score every (site, rank) candidate with every proxy; cached in scores.json."""
     from heterosearch.proxies import Scores
+    from heterosearch.proxies.calibration import calibrate, factors_recorded, first_batches
     from heterosearch.proxies.kinds import score_space
     from heterosearch.tasks.batching import collate, train_batches
 
@@ -52,7 +53,8 @@ def stage_score(run: Run) -> Any:
     if path.is_file():
         scores = Scores.load(path)
         have_kinds = all(k in scores.kinds.get("spectral", {}) or k in scores.undefined.get("spectral", {}) for k in other_kinds)
-        if set(run.cfg.proxies) <= set(scores.curves) and (have_kinds or "spectral" not in run.cfg.proxies):
+        calibrated = run.space.calibration is None or factors_recorded(scores, run.cfg.proxy)
+        if set(run.cfg.proxies) <= set(scores.curves) and (have_kinds or "spectral" not in run.cfg.proxies) and calibrated:
             say(f"[dim]scores: reusing {path}[/dim]")
             return scores
     t0 = time.perf_counter()
@@ -61,6 +63,10 @@ def stage_score(run: Run) -> Any:
     batches = [collate(run.tokenizer, enc, i) for i in idx]
     model = run.take_model()  # the one loaded with the tokenizer, if unused
     scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed)
+    if run.space.calibration is not None:  # the space asks for it: proxies/calibration.py
+        val = first_batches(run.tokenizer, run.encoded["val"], run.cfg.batch_size, run.space.calibration.val_batches)
+        scores.meta["calibration"] = calibrate(model, run.sites, run.space, scores, run.cfg.proxy, batches, val,
+                                               run.space.calibration, run.cfg.seed)
     scores.save(path)
     _dropped(run, "score", remove_stale(run.out, "score"))  # new scores: the search and all after it are stale
     run.timings["score"] = time.perf_counter() - t0
@@ -74,9 +80,11 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     from heterosearch.optimize import run_search
     from heterosearch.optimize.build import build_problem, decode
     from heterosearch.optimize.study import PARAM_PREFIX, default_study_name
+    from heterosearch.proxies.calibration import factors_for
 
     t0 = time.perf_counter()
-    problem = build_problem(run.space, run.sites, scores, run.cfg.proxy, run.require_budget())
+    factors = factors_for(scores, run.cfg.proxy) if run.space.calibration is not None else None
+    problem = build_problem(run.space, run.sites, scores, run.cfg.proxy, run.require_budget(), calibration=factors)
     roles = run.baseline_roles()
     enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, run.space.lora.ranks)
     enq_lora = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else {}
@@ -110,6 +118,8 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "history": result.history,
     }
     summary["budget"] = run.cfg.budget
+    if run.space.calibration is not None:  # what scaled each kind's values (proxies/calibration.py)
+        summary["calibration"] = {**scores.meta.get("calibration", {}), "applied": factors is not None}
     summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
     changed = _search_changed(run, summary)
     write_json(run.path(SEARCH_FILE), summary)

@@ -17,10 +17,15 @@ across kinds"):
   undefined, never as zeros.
 
 Normalisation across kinds: ``spectral`` values of every kind are first-order loss decreases
-of a gradient step in the same units (sum of squared singular values of a loss gradient), so
-they are compared raw; the search divides every value by the best single option's value only
-to make objectives readable. grad_norm and snip of shortcuts use the same virtual-adapter
-convention as LoRA sites, so their units match too.
+of a gradient-descent step (sum of squared singular values of a loss gradient), in the same
+units, and the search divides every value by the best single option's value only to make
+objectives readable. They are not what Adam training buys, though: that grows about linearly
+with the gradient, the proxy quadratically, so kinds with large gradients by construction
+(shortcuts on the residual stream, banks and pools with layer-summed gradients) are overrated
+against per-site LoRA. A space's optional ``calibration:`` section rescales each kind's values
+by a factor measured with a short training signal (``proxies/calibration.py``) before that
+normalisation. grad_norm and snip of shortcuts use the same virtual-adapter convention and the
+same s(r) as LoRA sites, so their units match too.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ def score_kinds(
     seed: int,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     """(values, undefined): values[proxy][kind] holds what the kind's scoring returns (curves per
-    shortcut candidate, option values per role for banks and pools); undefined[proxy][kind] the reason."""
+    shortcut candidate, option values per role for banks and pools); undefined[proxy][kind] the reason.
+
+    Each kind's ``score`` gets the space's LoRA scale rule (``scale=``): every kind's terms use
+    it at their own rank (``space.scale.kind_scaling``), so scores that depend on s use it too."""
     from heterosearch.adapters.kinds import ADAPTER_KINDS
 
     kinds = [ADAPTER_KINDS.get(name) for name in space.kinds]
@@ -53,7 +61,8 @@ def score_kinds(
             if p in table:
                 undefined[p][kind.name] = table[p]
     for kind in kinds:
-        scored = kind.module("scoring").score(model, sites, batches, space.kinds[kind.name], grads, proxies, seed)
+        scored = kind.module("scoring").score(model, sites, batches, space.kinds[kind.name], grads, proxies, seed,
+                                              scale=space.lora.scaling)
         for p, v in scored.items():
             values[p][kind.name] = v
     return values, undefined

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.space.calibration import CalibrationSpec
 from heterosearch.space.fields import KNOWN_ROLES, Where
 from heterosearch.space.kinds import SECTIONS
 
@@ -66,6 +67,8 @@ class SearchSpace:
     # ``roles:`` in the file: role -> regex searched in a Linear's name within its block
     # (models/sites.py discover_sites). Empty: the built-in naming table decides the sites.
     site_roles: dict[str, str] = field(default_factory=dict)
+    # Optional: map proxy scores across kinds with a short training signal (space/calibration.py).
+    calibration: CalibrationSpec | None = None
 
     @property
     def lora(self) -> Any:
@@ -76,7 +79,7 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved space, as recorded in every run folder."""
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "description": self.description,
@@ -85,11 +88,14 @@ class SearchSpace:
             "source": self.source,
             **({"roles": dict(self.site_roles)} if self.site_roles else {}),  # absent when unused: old records unchanged
         }
+        if self.calibration is not None:  # absent otherwise: spaces without it record what they did before
+            out["calibration"] = self.calibration.as_section()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchSpace:
         where = Where(source)
-        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline", "roles"),
+        where.check_keys("", data, ("name", "version", "description", "kinds", "baseline", "roles", "calibration"),
                          required=("name", "version", "kinds"))
         name = data["name"]
         if not isinstance(name, str) or not name.strip():
@@ -107,8 +113,9 @@ class SearchSpace:
         kinds = {k: KIND_SECTIONS[k].from_dict(v, where, f"kinds.{k}") for k, v in kinds_raw.items()}  # type: ignore[attr-defined]
         baseline = BaselineSpec.from_dict(data["baseline"], where, "baseline") if "baseline" in data else BaselineSpec()
         site_roles = where.role_patterns("roles", data["roles"]) if "roles" in data else {}
+        calibration = CalibrationSpec.from_dict(data["calibration"] or {}, where, "calibration") if "calibration" in data else None
         return cls(name=name, version=version, description=description, kinds=kinds, baseline=baseline, source=source,
-                   site_roles=site_roles)
+                   site_roles=site_roles, calibration=calibration)
 
 
 def _plain(obj: Any) -> Any:

@@ -85,3 +85,13 @@ class LoraScale:
 def as_scale(scaling: float | LoraScale) -> LoraScale:
     """A bare number is the constant scale of the ``ratio`` rule (the pre-rslora API and files)."""
     return scaling if isinstance(scaling, LoraScale) else LoraScale("ratio", float(scaling))
+
+
+def kind_scaling(scale: float | LoraScale | None, rank: int, default: float) -> float:
+    """s of a non-LoRA kind's rank-``rank`` term (bank, MoS site, shortcut): the run's rule at that rank.
+
+    Every kind's first update then has the size of rank-matched per-site LoRA (README "Scale and
+    init of each kind"; tests/test_kind_scaling.py). ``scale=None`` (a direct call without a rule)
+    keeps the kind's fixed ``default``.
+    """
+    return default if scale is None else as_scale(scale).at(rank)

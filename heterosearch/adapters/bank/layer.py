@@ -1,6 +1,6 @@
 """Shared and tied banks (methods.md section 3): one low-rank pair for one role across layers.
 
-    delta_l(x) = s * v_l * (B_l (u_l * (A_l x)))        s = alpha / r, alpha = 2 r (so s = 2)
+    delta_l(x) = s(r) * v_l * (B_l (u_l * (A_l x)))
 
     variant   A (r, d_in)          B (d_out, r)        u_l (r), v_l (d_out)
     share_a   shared               per layer           -
@@ -9,8 +9,22 @@
     tl5       shared               shared              buffers, frozen at 1
     tl6       shared               shared              per-layer parameters, init 1
 
-A is Kaiming-uniform (as LoRA), B is zero and u = v = 1, so the adapted model equals the base
-model at init. Shared tensors live once in ``shared_store(model)[element.store_name]``; each site
+Init rule (adapted model == base model at init): A is Kaiming-uniform U(+-1/sqrt(d_in)) (as
+LoRA), B is zero and u = v = 1, so every delta_l is exactly 0 before the first step (tl6's u, v
+get zero gradient then, since B = 0).
+
+Scale rule: s(r) is the run's per-site LoRA rule (``space/scale.py``; rslora: s = alpha /
+sqrt(r)) at the bank's rank r, so a member site's first update has the size of rank-r LoRA on
+that site. Why this is the right match: at step 1 only B moves (dL/dA = s B^T G = 0), and Adam
+moves every entry of B by about lr whatever its gradient's size, so the shared B, whose
+gradient is summed over the L member layers (sum_l s G_l A^T), takes a step of the same size
+as a per-layer B; the member's delta s dB A x then equals rank-r LoRA's up to the sign pattern
+(measured on all-MiniLM-L6-v2, benchmarks/kind_scaling.py: 0.90-1.06x rank-matched LoRA's
+||delta y|| on every variant). Before this rule banks kept s = 2 at every rank, which at r = 32
+made their first step 3.7-4.2x LoRA's (docs: README "Scale and init of each kind").
+Direct calls without a rule (``scale=None``) keep s = SCALING = 2.
+
+Shared tensors live once in ``shared_store(model)[element.store_name]``; each site
 wrapper keeps a plain (unregistered) reference to that module, so ``named_parameters`` and
 ``state_dict`` name every shared tensor exactly once, under ``hs_shared.<store_name>``.
 """
@@ -28,9 +42,10 @@ from heterosearch.adapters._members import set_submodule
 from heterosearch.adapters.bank.config import PREFIX, BankElement, member_sites
 from heterosearch.adapters.kinds import shared_store
 from heterosearch.models.sites import Site
+from heterosearch.space.scale import kind_scaling
 
 __all__ = ["PREFIX", "SCALING", "BankLinear", "BankShared", "apply_banks"]
-SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
+SCALING = 2.0  # s without a scale rule (direct calls, files from before the rule): alpha = 2 r
 
 
 class BankShared(nn.Module):
@@ -113,7 +128,8 @@ def apply_banks(
 ) -> None:
     """Instantiate ``elements`` on ``model`` in place (base weights are left as they are).
 
-    ``scale``: the run's per-site LoRA scale rule, unused: banks keep s = SCALING.
+    ``scale``: the run's per-site LoRA scale rule (``space/scale.py``); each bank's s is that
+    rule at the bank's rank. None: s = SCALING at every rank.
 
     Draw order from ``generator``: per element in the given order, the shared A (if any),
     then each member's own A (share_b) in layer order.
@@ -135,5 +151,6 @@ def apply_banks(
         store[element.store_name] = shared
         for site in members:
             base = model.get_submodule(site.name)
-            wrapper = BankLinear(base, shared, d_in, d_out, element.rank, SCALING, generator)
+            wrapper = BankLinear(base, shared, d_in, d_out, element.rank, kind_scaling(scale, element.rank, SCALING),
+                                 generator)
             set_submodule(model, site.name, wrapper)

@@ -49,7 +49,7 @@ def bank_spectral(G_by_site: Mapping[str, torch.Tensor], element: BankElement) -
 
 
 def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: BankSpace,
-          grads: dict[str, dict[str, torch.Tensor]], proxies: Sequence[str], seed: int) -> dict[str, Any]:
+          grads: dict[str, dict[str, torch.Tensor]], proxies: Sequence[str], seed: int, scale: Any = None) -> dict[str, Any]:
     """{"spectral": {role: {option label: value}}} from the base model's data gradients (``grads["data"]``)."""
     from heterosearch.adapters.bank.options import groups
 

@@ -1,7 +1,14 @@
-"""Per-site LoRA (Hu et al. 2021; methods.md section 1): y = W x + s * B A x.
+"""Per-site LoRA (Hu et al. 2021; methods.md section 1): y = W x + s(r) * B A x.
 
-A: (r, d_in), Kaiming-uniform as in PEFT; B: (d_out, r), zeros, so that at init the
-adapted model computes exactly what the base model computes. s = alpha / r.
+Init rule (adapted model == base model at init): A (r, d_in) is Kaiming-uniform as in PEFT,
+U(+-1/sqrt(d_in)); B (d_out, r) is zero, so at init the adapted model computes exactly what
+the base model computes.
+
+Scale rule: s(r) from the run's rule (``space/scale.py``): rslora s = alpha / sqrt(r) by
+default (Kalajdzievski 2023, PEFT ``use_rslora``), so the first Adam step (only B moves, each
+entry by about lr) changes y by about the same amount at every rank. This is the reference
+every other kind is matched to: a bank, a MoS site and a shortcut of rank r use the same s(r)
+(README "Scale and init of each kind"; tests/test_kind_scaling.py).
 """
 
 from __future__ import annotations

@@ -13,6 +13,6 @@ UNDEFINED: dict[str, str] = {}
 
 
 def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: Any, grads: Any,
-          proxies: Sequence[str], seed: int) -> dict[str, Any]:
+          proxies: Sequence[str], seed: int, scale: Any = None) -> dict[str, Any]:
     """Nothing beyond ``Scores.curves``: {} (``proxies.kinds.score_kinds`` stores no per-kind values)."""
     return {}

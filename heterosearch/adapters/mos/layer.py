@@ -12,7 +12,19 @@ matrix: its r_p l private shards and (r - r_p) l public shards drawn without rep
 
     A_p = A_pool[idx_A].reshape(r, d_in)     # row j = shards idx_A[j l : (j + 1) l] side by side
     B_p = B_pool[idx_B].reshape(r, d_out).T  # vector sharding, same for B
-    delta(x) = s * B_p A_p x,  s = alpha / r, alpha = 2 r
+    delta(x) = s(r) * B_p A_p x
+
+Init rule (adapted model == base model at init): the B pool is zero, so every B_p is zero and
+every delta is exactly 0 before the first step; the A pool is U(+-1/sqrt(d_in)) (fan d_in, not
+d_in / l), so each A_p has LoRA's init distribution whatever l.
+
+Scale rule: s(r) is the run's per-site LoRA rule (``space/scale.py``; rslora: s = alpha /
+sqrt(r)) at the site rank r (the shards drawn, not r_e), so each site's first update has the
+size of rank-r LoRA on that site: at step 1 only the B pool moves, Adam moves each of its
+entries by about lr whatever the (layer-summed) gradient, and A_p is distributed as LoRA's A
+(measured, benchmarks/kind_scaling.py: 0.95-0.98x rank-matched LoRA's ||delta y||). Before this
+rule pools kept s = 2 at every site rank (2.7x LoRA's first step at r = 16). Direct calls
+without a rule (``scale=None``) keep s = SCALING = 2.
 
 The indices are fixed at init (not a learned router) and stored as buffers, so loading a state
 dict reproduces the selection whatever generator the fresh model was built with.
@@ -32,9 +44,10 @@ from heterosearch.adapters._members import set_submodule
 from heterosearch.adapters.kinds import shared_store
 from heterosearch.adapters.mos.config import PREFIX, MosElement, member_sites
 from heterosearch.models.sites import Site
+from heterosearch.space.scale import kind_scaling
 
 __all__ = ["PREFIX", "SCALING", "MosLinear", "MosPool", "apply_mos"]
-SCALING = 2.0  # s = alpha / r with alpha = 2 r; per-site LoRA is rank-stabilised instead (space/scale.py)
+SCALING = 2.0  # s without a scale rule (direct calls, files from before the rule): alpha = 2 r
 
 
 class MosPool(nn.Module):
@@ -118,7 +131,8 @@ def apply_mos(
 ) -> None:
     """Instantiate ``elements`` on ``model`` in place (base weights are left as they are).
 
-    ``scale``: the run's per-site LoRA scale rule, unused: pools keep s = SCALING.
+    ``scale``: the run's per-site LoRA scale rule (``space/scale.py``); each member's s is
+    that rule at its site rank. None: s = SCALING at every rank.
 
     Draw order from ``generator``: per element in the given order, the A pool, then per member
     layer in layer order its A indices and its B indices.
@@ -147,4 +161,5 @@ def apply_mos(
             idx_A = pool.draw(position, rank, generator)  # noqa: N806
             idx_B = pool.draw(position, rank, generator)  # noqa: N806 - separate draw: pair dissociation
             base = model.get_submodule(site.name)
-            set_submodule(model, site.name, MosLinear(base, pool, d_in, d_out, rank, SCALING, idx_A, idx_B))
+            scaling = kind_scaling(scale, rank, SCALING)
+            set_submodule(model, site.name, MosLinear(base, pool, d_in, d_out, rank, scaling, idx_A, idx_B))

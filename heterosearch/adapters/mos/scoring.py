@@ -40,7 +40,7 @@ def mos_spectral(G_by_site: Mapping[str, torch.Tensor], element: MosElement) -> 
 
 
 def score(model: Any, sites: Sequence[Any], batches: Sequence[Any], section: MosSpace,
-          grads: dict[str, dict[str, torch.Tensor]], proxies: Sequence[str], seed: int) -> dict[str, Any]:
+          grads: dict[str, dict[str, torch.Tensor]], proxies: Sequence[str], seed: int, scale: Any = None) -> dict[str, Any]:
     """{"spectral": {role: {option label: value}}} from the base model's data gradients (``grads["data"]``)."""
     from heterosearch.adapters.mos.options import groups
 

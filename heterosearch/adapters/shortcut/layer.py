@@ -2,13 +2,25 @@
 
 Each element adds ``s * B A src`` (A: (r, d), B: (d, r), d = hidden size) to one residual
 sum of its layer, where ``src`` is x_l, h_l or h_{l-1} (``config.WIRING``) and the add
-points are those of ``blocks.PLANS``. A is Kaiming-uniform (as LoRA) and B is zero, so the
-adapted model is exactly the base model at init; HeteroLoRA's code instead re-applies a
-LayerNorm after every cross-layer add, which changes the model even with every shortcut off.
+points are those of ``blocks.PLANS``.
 
-Scaling: s = alpha / r with alpha = 2 r by default (s = 2), as banks and pools (per-site LoRA
-uses the rank-stabilised rule of space/scale.py, which equals s = 2 at rank 2);
-HeteroLoRA's code uses alpha_s = 4 (s = 4 / r): pass ``alpha=4`` to reproduce it.
+Init rule (adapted model == base model at init): A is Kaiming-uniform U(+-1/sqrt(d)) and B is
+zero, so every term is exactly 0 before the first step, and nothing else (no extra LayerNorm)
+is added to the block; HeteroLoRA's code instead re-applies a LayerNorm after every
+cross-layer add, which changes the model even with every shortcut off.
+
+Scale rule: a term is LoRA of rank r on a zero d x d map reading ``src``, so s(r) is the run's
+per-site LoRA rule (``space/scale.py``; rslora: s = alpha / sqrt(r)) at its rank: its first
+update has the size of rank-r LoRA on a d x d site with the same input (shortcut_sa reads x_l,
+as q, k and v do: 1.06x rank-matched LoRA on q after one Adam step, benchmarks/kind_scaling.py).
+Its effect on the model is still larger than LoRA on o or ffn_out, the sites that add to the
+same residual sums, because its source (x_l or h_l, the LayerNorm outputs of the residual
+stream) is larger than theirs (the attention context, the FFN activations): 2-4.5x their
+||delta y|| at the same s. That is the connection's nature, not a scale bug; the search weighs
+it with a measured training signal (``proxies/calibration.py``). Before this rule shortcuts
+kept s = 2 at every rank (2.8x the rule at r = 16); direct calls without a rule
+(``scale=None``) still get s = SCALING = 2, and HeteroLoRA's code uses alpha_s = 4 (s = 4 / r):
+pass ``alpha=4`` to reproduce it.
 
 The tensors live in ``shared_store(model)["shortcut"]`` (a ``ShortcutStore``), one
 ``ShortcutTerm`` per element under the key ``"L3_residual_1"``, so their parameter names are
@@ -38,9 +50,10 @@ from heterosearch.adapters.shortcut.config import (
     sort_key,
 )
 from heterosearch.models.sites import Site
+from heterosearch.space.scale import kind_scaling
 
 __all__ = ["PREFIX", "SCALING", "STORE_NAME", "ShortcutStore", "ShortcutTerm", "apply_shortcuts", "remove_shortcuts"]
-SCALING = 2.0  # s = alpha / r with alpha = 2 r
+SCALING = 2.0  # s without a scale rule (direct calls, files from before the rule): alpha = 2 r
 STORE_NAME = "shortcut"
 
 
@@ -194,9 +207,9 @@ def apply_shortcuts(
 ) -> None:
     """Instantiate ``elements`` on ``model`` in place (base weights are left as they are).
 
-    A matrices are drawn from ``generator`` in canonical (layer, ctype) order. ``alpha``: the
-    scale is alpha / r; None = 2 r (s = 2). Calling again adds more elements. ``scale``: the
-    run's per-site LoRA scale rule, unused: shortcuts keep their own s.
+    A matrices are drawn from ``generator`` in canonical (layer, ctype) order. ``scale``: the
+    run's per-site LoRA scale rule (``space/scale.py``), applied at each term's rank; None:
+    s = SCALING. ``alpha`` (overrides ``scale``): s = alpha / r. Calling again adds more elements.
     """
     check_elements(sites, elements)
     plan, blocks = find_blocks(model, sites)
@@ -213,7 +226,7 @@ def apply_shortcuts(
         name = term_name(e.layer, e.ctype)
         if name in store:
             raise ValueError(f"{e.key}: the model already has this shortcut")
-        scaling = SCALING if alpha is None else alpha / e.rank
+        scaling = kind_scaling(scale, e.rank, SCALING) if alpha is None else alpha / e.rank
         store[name] = ShortcutTerm(d, e.rank, scaling, like, generator)
     store.install(model)
 

@@ -129,21 +129,27 @@ def shortcut_gradients(
 
 
 def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, torch.Tensor]], section: Any,
-          grads: Any, proxies: Sequence[str], seed: int) -> dict[str, Any]:
+          grads: Any, proxies: Sequence[str], seed: int, scale: Any = None) -> dict[str, Any]:
     """{proxy: {candidate key: curve}}: every data proxy on G_s, as for a LoRA site (proxies/kinds.py says why).
 
     The curve of a candidate is the proxy's per-site curve with the same seeded virtual adapter
-    (rank max(ranks), s = 2) a LoRA site of shape (d, d) would get.
+    (rank max(ranks)) a LoRA site of shape (d, d) would get, at s(r) of the run's scale rule
+    ``scale`` (as ``proxies.scoring.score_candidates`` does for LoRA sites: the curve at s = 1
+    times s(r) ** the proxy's ``scale_degree``, the terms' own scale, ``layer.py``); None: s = 2.
     """
+    from heterosearch.adapters.shortcut.layer import SCALING
     from heterosearch.proxies import PROXIES
     from heterosearch.proxies.base import SiteState
     from heterosearch.proxies.state import virtual_adapter
+    from heterosearch.space.scale import kind_scaling
 
     n_layers = max(s.layer for s in sites) + 1
     cands = [(layer, c) for layer, c in candidates(n_layers) if c in section.types]  # as options.groups
     G = shortcut_gradients(model, sites, cands, batches)  # noqa: N806
     d = hidden_size(sites)
     r_max = max(section.ranks)
+    # s(r) for r = 0..r_max; rank 0 scores 0 whatever its factor.
+    s_of_r = torch.tensor([1.0] + [kind_scaling(scale, r, SCALING) for r in range(1, r_max + 1)], dtype=torch.float64)
     out: dict[str, Any] = {}
     for p in proxies:
         if p in UNDEFINED:
@@ -153,6 +159,7 @@ def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, to
         for key, g in G.items():
             pseudo = type("V", (), {"key": key, "d_in": d, "d_out": d})()
             A, B = virtual_adapter(pseudo, r_max, seed)  # type: ignore[arg-type]  # noqa: N806
-            curves[key] = [float(v) for v in proxy.curve(SiteState(g, A, B, 2.0))]
+            curve = proxy.curve(SiteState(g, A, B, 1.0)).double() * s_of_r ** proxy.scale_degree
+            curves[key] = [float(v) for v in curve]
         out[p] = curves
     return out
