@@ -192,3 +192,13 @@ def test_worker_without_a_queue_is_one_line(tmp_path: Path) -> None:
     queue = _queue(tmp_path)
     queue.set_closed(True)
     assert work(str(tmp_path / "study.journal"), wait=0.0).ran == 0  # a finished queue: nothing to do
+    from typer.testing import CliRunner
+
+    from heterosearch.cli import app
+
+    for args, says in ((["worker", "--jobs"], "pass a run folder or --storage"),
+                       (["worker", str(tmp_path / "nowhere"), "--jobs"], "is not a folder")):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, res.output
+    res = CliRunner().invoke(app, ["worker", str(tmp_path), "--jobs"])  # the folder's study.journal holds the queue
+    assert res.exit_code == 0 and "ran 0 training jobs" in res.output and "test.jobs" in res.output, res.output
