@@ -82,8 +82,8 @@ def test_verify_over_two_workers_equals_one_process(tiny_run: Path, monkeypatch:
 
         def patient(spec: dict[str, Any], inputs: Any) -> dict[str, Any]:
             limit = time.monotonic() + 60
-            while time.monotonic() < limit and not any(t.user_attrs.get(WORKER, {}).get("pid", os.getpid()) != os.getpid()
-                                                       for t in queue.trials()):
+            while (time.monotonic() < limit and all(w.poll() is None for w in workers)
+                   and not any(t.user_attrs.get(WORKER, {}).get("pid", os.getpid()) != os.getpid() for t in queue.trials())):
                 time.sleep(0.05)
             return execute(spec, inputs)
 
