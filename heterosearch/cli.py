@@ -233,24 +233,34 @@ def train(
 @app.command()
 @user_errors
 def worker(
-    storage: Annotated[str, typer.Option(help="The search's storage: postgresql://USER:PASSWORD@HOST:PORT/DB (or a journal file).")],
-    study: Annotated[Optional[str], typer.Option(help="Study name (printed by `run --storage`) (default: the only study).")] = None,
+    folder: Annotated[Optional[Path], typer.Argument(help="Run or frontier folder: use its storage (default for --jobs).")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="The storage: postgresql://USER:PASSWORD@HOST:PORT/DB (or a journal file).")] = None,
+    jobs: Annotated[bool, typer.Option("--jobs", help="Take training jobs of verify/rank-report/frontier instead of search trials.")] = False,
+    study: Annotated[Optional[str], typer.Option(help="Study (or job queue) name (default: the only study; with --jobs: every queue).")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Stop when the study has this many finished trials (default: the study's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Sampler seed of this worker (default: random; give each worker its own).")] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the study to appear (start workers before `run` has scored).")] = 0.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the study to appear (with --jobs: for a job to take).")] = 0.0,
     heartbeat: Annotated[int, typer.Option(help="Seconds between heartbeats; a trial silent for 3x this is failed and retried.")] = 10,
 ) -> None:
-    """Join a running search from another process or machine (needs no model or data).
+    """Join a running search, or take training jobs of verify/rank-report/frontier (--jobs), from another process.
 
+    One worker per GPU: CUDA_VISIBLE_DEVICES=1 heterosearch worker runs/demo --jobs --wait 600 (README: Workers).
     Example: heterosearch worker --storage postgresql://hs:secret@db:5432/hs --study mrpc-lora-500000-spectral-s0
     """
     check_int("--trials", trials, 1, MAX_TRIALS)
     check_seed("--seed", seed)
     check_float("--wait", wait, 0.0, 10**7, low_open=False)
     check_int("--heartbeat", heartbeat, 1, 86_400)
+    from heterosearch.evidence.jobs import storage_of, work
+
+    where = storage if storage is not None else storage_of(folder)
+    if jobs:
+        done = work(where, study=study, wait=wait, heartbeat=heartbeat)
+        typer.echo(f"worker: ran {done.ran} training jobs ({done.failed} failed) from {', '.join(done.queues) or 'no queue'}")
+        return
     from heterosearch.optimize.worker import run_worker
 
-    res = run_worker(storage, study_name=study, n_trials=trials, seed=seed, wait=wait, heartbeat=heartbeat)
+    res = run_worker(where, study_name=study, n_trials=trials, seed=seed, wait=wait, heartbeat=heartbeat)
     typer.echo(f"worker: ran {res.ran} trials; study {res.study_name!r} has {res.complete}/{res.target} finished trials")
 
 

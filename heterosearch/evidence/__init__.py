@@ -14,7 +14,8 @@ uniform on all sites, random draws from the space, HeteroLoRA's static rule, Ada
 ``adalora`` (AdaLoRA from PEFT, trained with the same batches, schedule and seed),
 ``statistics`` (paired differences, intervals, tests), ``ranking`` (rank statistics and the
 noise ceiling), ``sampling`` (rank-report's sampling designs), ``frontier_summary`` (the
-frontier's points, read from the budget folders).
+frontier's points, read from the budget folders), ``jobs`` (every training of these commands
+as a job in the run's study storage, so ``heterosearch worker FOLDER --jobs`` processes share them).
 """
 
 from heterosearch.evidence.baselines import METHODS, Planned, plan_baselines, random_allocation

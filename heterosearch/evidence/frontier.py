@@ -123,14 +123,21 @@ def frontier(
         run_all(cfg, resume=(folder / "config.json").is_file(), verify=False)
 
     # 2. train: every budget at up to FIRST_PASS_SEEDS seeds, then the extra seeds.
+    #    The trainings are jobs in OUT/study.journal: `heterosearch worker OUT --jobs` processes take them too.
+    from heterosearch.evidence.jobs import open_queue
+
+    queue = open_queue(out)
     passes = [{b: min(n, FIRST_PASS_SEEDS) for b, n in counts.items()}, counts]
-    for plan in passes:
-        for b in budgets:
-            say(f"frontier: budget {b:,}: {plan[b]} seed(s) x {len(names)} methods")
-            verify_run(budget_folder(out, b), seeds=plan[b], methods=names, train_epochs=train_epochs,
-                       max_train_steps=max_train_steps)
-            doc.update(summarize_frontier(out, budgets))
-            write_json(path, doc)
+    try:
+        for plan in passes:
+            for b in budgets:
+                say(f"frontier: budget {b:,}: {plan[b]} seed(s) x {len(names)} methods")
+                verify_run(budget_folder(out, b), seeds=plan[b], methods=names, train_epochs=train_epochs,
+                           max_train_steps=max_train_steps, queue=queue)
+                doc.update(summarize_frontier(out, budgets))
+                write_json(path, doc)
+    finally:
+        queue.set_closed(True)
 
     doc.update(summarize_frontier(out, budgets))
     doc["status"] = "complete"

@@ -71,12 +71,11 @@ def rank_report(
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
 
-    from heterosearch.evidence.seeds import model_factory
+    from heterosearch.evidence.jobs import Inputs, open_queue, run_jobs, sample_spec
     from heterosearch.pipeline.config import RunConfig, versions
     from heterosearch.pipeline.folder import Run
     from heterosearch.pipeline.stages import stage_score
     from heterosearch.proxies import PROXIES
-    from heterosearch.train import train_allocation
 
     if samples < 4:
         raise UserError(f"--samples must be >= 4 (rank statistics of fewer points mean nothing), got {samples}")
@@ -100,7 +99,6 @@ def rank_report(
     train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])
     steps_used = train_cfg.steps_for(len(run.encoded["train"]))
     metric = run.spec.main_metric
-    evals = {"val": run.encoded["val"]}  # a calibration is a choice: it uses the validation split
 
     path = run.path(RANK_REPORT_FILE)
     old = read_run_file(path, RANK_REPORT_FILE) if path.is_file() else {}
@@ -144,12 +142,15 @@ def rank_report(
     }
     timings: dict[str, float] = {"score": run.timings.get("score", 0.0)}
 
-    def train(alloc: Allocation, s: int, label: str) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        res = train_allocation(model_factory(run, s), run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
-                               run.encoded["train"], evals, run.spec, replace(train_cfg, seed=s), label=label)
-        return {"metrics": res.metrics["val"], "eval_loss": res.eval_loss.get("val"), "steps": res.steps, "train_loss": res.train_loss,
-                "seconds": time.perf_counter() - t0}
+    # Every (sample, seed) training is a job (evidence/jobs.py): `heterosearch worker OUT --jobs` takes some.
+    specs: dict[str, dict[str, Any]] = {}
+    owner: dict[str, tuple[dict[str, Any], int]] = {}
+
+    def need(entry: dict[str, Any], alloc: Allocation, key: str, label: str) -> None:
+        for s in seeds:
+            if str(s) not in entry["runs"]:
+                specs[f"{key}/s{s}"] = sample_spec(run, alloc, replace(train_cfg, seed=s), f"{label} s{s}")
+                owner[f"{key}/s{s}"] = (entry, s)
 
     for i, alloc in enumerate(allocs):
         prev = done.get(_akey(alloc.to_dict()), {})
@@ -161,23 +162,35 @@ def rank_report(
             "runs": dict(prev.get("runs", {})),
         }
         candidates.append(entry)
-        for s in seeds:
-            if str(s) not in entry["runs"]:
-                entry["runs"][str(s)] = train(alloc, s, f"sample {i + 1}/{len(allocs)} s{s}")
-                write_json(path, report)
+        need(entry, alloc, f"sample{i}", f"sample {i + 1}/{len(allocs)}")
+    if include_uniform:
+        uni_alloc, uni_name = run.baseline_allocation()
+        uniform = uniform_old if uniform_old and uniform_old.get("allocation") == uni_alloc.to_dict() else {
+            "name": uni_name, "allocation": uni_alloc.to_dict(), "params": uni_alloc.params(site_map), "runs": {},
+        }
+        need(uniform, uni_alloc, "uniform", "uniform")
+
+    def record(key: str, result: dict[str, Any], seconds: float) -> None:
+        entry, s = owner[key.rsplit(":", 1)[1]]
+        entry["runs"][str(s)] = result
+        entry["runs"] = {str(x): entry["runs"][str(x)] for x in seeds if str(x) in entry["runs"]}  # seed order
+        write_json(path, report)
+
+    if specs:
+        queue = open_queue(run.out)
+        inputs = Inputs()
+        inputs.add(run)
+        try:
+            run_jobs(queue, {f"{run.out.resolve()}:{k}": v for k, v in specs.items()}, record, inputs)
+        finally:
+            queue.set_closed(True)
+    for i, entry in enumerate(candidates):
         _targets(entry, seeds, metric)
         say(f"rank-report: sample {i + 1}/{len(allocs)} ({entry['params']:,} params): "
             f"{metric} {', '.join(f'{100 * v:.1f}' for v in entry['acc'].values())}")
     timings["train_samples"] = sum(r["seconds"] for c in candidates for r in c["runs"].values())
 
     if include_uniform:
-        uni_alloc, uni_name = run.baseline_allocation()
-        uniform = uniform_old if uniform_old and uniform_old.get("allocation") == uni_alloc.to_dict() else {
-            "name": uni_name, "allocation": uni_alloc.to_dict(), "params": uni_alloc.params(site_map), "runs": {},
-        }
-        for s in seeds:
-            if str(s) not in uniform["runs"]:
-                uniform["runs"][str(s)] = train(uni_alloc, s, f"uniform s{s}")
         _targets(uniform, seeds, metric)
         uniform["scores"] = {p: proxy_sum(scores.curves[p], uni_alloc) for p in proxies}
         means = np.array([c["mean"] for c in candidates])

@@ -20,12 +20,13 @@ mean, std, t-test and Wilcoxon p}), ``timings``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
 from heterosearch.evidence.baselines import METHODS, Planned, plan_baselines, random_baseline
+from heterosearch.evidence.jobs import Inputs, open_queue, run_jobs, verify_spec
 from heterosearch.evidence.statistics import summarize
 from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
@@ -111,55 +112,6 @@ def _from_verify_json(run: Any, method: str, seed: int, plan: Planned, cfg: Any)
     }
 
 
-def _train_one(run: Any, plan: Planned, seed: int, cfg: Any, evals: Mapping[str, Any]) -> dict[str, Any]:
-    from dataclasses import replace
-
-    from heterosearch.train import train_allocation
-
-    cfg = replace(cfg, seed=seed)
-    factory = model_factory(run, seed)
-    label = f"{plan.method} s{seed}"
-    if plan.method == "adalora":
-        from heterosearch import recipe
-        from heterosearch.evidence.adalora import train_adalora
-
-        # AdaLoRA's own recipe: its adapters start as P diag(E) Q with E = 0 and its rank
-        # schedule prunes mid-training, so it needs a larger step than LoRA (recipe.py).
-        cfg = replace(cfg, lr=cfg.lr * recipe.ADALORA_LR_FACTOR)
-        res = train_adalora(
-            factory, run.tokenizer, run.sites, plan.details["target_r"], plan.details["init_r"], run.space.lora.scaling,
-            run.encoded["train"], evals, run.spec, cfg, label=label,
-        )
-        return {
-            "params": res.params,
-            "params_lora_equivalent": res.params_lora_equivalent,
-            "params_allocated": res.params_allocated,
-            "target_r": res.target_r,
-            "init_r": res.init_r,
-            "final_ranks": res.final_ranks,
-            "adalora_schedule": res.schedule,
-            "lr": cfg.lr,
-            "head_params": res.head_params,
-            "splits": res.metrics,
-            "eval_loss": res.eval_loss,
-            "trivial": res.trivial,
-            "steps": res.steps,
-            "train_loss": res.train_loss,
-            "seconds": res.seconds,
-            "tokens_per_second": res.tokens_per_second,
-            "source": "trained",
-        }
-    assert plan.allocation is not None
-    res = train_allocation(
-        factory, run.tokenizer, run.all_sites, plan.allocation, run.space.lora.scaling,
-        run.encoded["train"], evals, run.spec, cfg, label=label,
-        checkpoint=run.path("checkpoints") / f"verify-{plan.method}-s{seed}.pt",
-    )
-    if res.params != plan.params:
-        raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {plan.params}")
-    return {**res.summary(), "source": "trained"}
-
-
 def verify_run(run_dir: Path | str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Train every method for every seed (skipping finished pairs), then write the statistics.
 
@@ -183,11 +135,14 @@ def _verify_run(
     max_train_steps: int | None = None,
     overwrite: bool = False,
     recipe: dict[str, Any] | None = None,
+    queue: Any = None,
 ) -> dict[str, Any]:
     """Train every method for every seed (skipping finished pairs), then write the statistics.
 
     ``recipe``: training settings (``lr``, ``warmup``, ``batch_size``, ``max_length``, ``lora_dropout``)
     that replace the run's for these trainings (config.json is not changed).
+    The trainings are jobs (``evidence/jobs.py``) in ``queue`` (default: the run's own, in its
+    study storage), so ``heterosearch worker RUN --jobs`` processes can take some of them.
     """
     from heterosearch.pipeline.files import SCORES_FILE
     from heterosearch.pipeline.stages import load_winner
@@ -256,6 +211,7 @@ def _verify_run(
     state["split_roles"] = run.splits
     timings: dict[str, float] = dict(state.get("timings", {}))
 
+    todo: dict[str, tuple[str, int, Planned]] = {}  # key -> (method, seed, plan), in training order
     for seed in seed_list:
         for method in names:
             if method in unavailable:
@@ -270,27 +226,51 @@ def _verify_run(
             old = runs.get(key)
             if old and old.get("allocation") == alloc and old.get("planned_params") == plan.params:
                 continue
-            t0 = time.perf_counter()
-            entry = _from_verify_json(run, method, seed, plan, _train_config_seeded(cfg, seed))
-            if entry is None:
-                entry = _train_one(run, plan, seed, cfg, evals)
-            entry = {
-                "method": method,
-                "seed": seed,
-                "name": plan.name,
-                "allocation": alloc,
-                "planned_params": plan.params,
-                "target": target,
-                "gap": (entry["params"] - target) / target,
-                **entry,
-            }
-            runs[key] = entry
-            timings[key] = time.perf_counter() - t0
-            state["timings"] = timings
-            write_json(path, state)
-            main = entry["splits"].get("test", {}).get(run.spec.main_metric)
-            say(f"verify: {method} seed {seed}: test {run.spec.main_metric} "
-                f"{'-' if main is None else f'{100 * main:.1f}'} ({entry['params']:,} params, {timings[key]:.0f}s)")
+            todo[key] = (method, seed, plan)
+
+    fresh: dict[str, tuple[dict[str, Any], float]] = {}  # key -> (entry, seconds), in arrival order
+
+    def record(key: str, entry: dict[str, Any], seconds: float) -> None:
+        method, seed, plan = todo[key]
+        entry = {
+            "method": method,
+            "seed": seed,
+            "name": plan.name,
+            "allocation": plan.allocation.to_dict() if plan.allocation is not None else None,
+            "planned_params": plan.params,
+            "target": target,
+            "gap": (entry["params"] - target) / target,
+            **entry,
+        }
+        fresh[key] = (entry, seconds)
+        for k in todo:  # in training order whatever order the jobs finished in: the file is the same either way
+            if k in fresh:
+                runs[k], timings[k] = fresh[k]
+        state["timings"] = timings
+        write_json(path, state)
+        main = entry["splits"].get("test", {}).get(run.spec.main_metric)
+        say(f"verify: {method} seed {seed}: test {run.spec.main_metric} "
+            f"{'-' if main is None else f'{100 * main:.1f}'} ({entry['params']:,} params, {seconds:.0f}s)")
+
+    specs: dict[str, dict[str, Any]] = {}
+    for key, (method, seed, plan) in todo.items():
+        t0 = time.perf_counter()
+        reused = _from_verify_json(run, method, seed, plan, _train_config_seeded(cfg, seed))
+        if reused is not None:
+            record(key, reused, time.perf_counter() - t0)
+        else:
+            specs[key] = verify_spec(run, plan, seed, _train_config_seeded(cfg, seed), list(evals))
+    own = queue is None and bool(specs)
+    if own:
+        queue = open_queue(run.out, fresh=overwrite)  # --overwrite: no result of the old queue is reused
+    inputs = Inputs()
+    inputs.add(run)
+    try:
+        run_jobs(queue, {f"{run.out.resolve()}:{k}": v for k, v in specs.items()},
+                 lambda k, entry, seconds: record(k.rsplit(":", 1)[1], entry, seconds), inputs)
+    finally:
+        if own:
+            queue.set_closed(True)
     state["summary"] = summarize({k: v for k, v in runs.items() if v["seed"] in state["seeds"]}, state["methods_order"])
     timings["last_invocation"] = time.perf_counter() - t_start
     state["timings"] = timings

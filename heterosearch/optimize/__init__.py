@@ -3,7 +3,8 @@
 - ``problem``: ``Problem`` (options, costs, values; ``solve`` = exact multiple-choice knapsack);
 - ``build``: a space + scores -> ``Problem``; a chosen option set -> ``Allocation``;
 - ``objective``: the one objective every process evaluates; ``claims``: trial counting and liveness;
-- ``storage``: journal file or PostgreSQL; ``study``: the loop; ``worker``: ``heterosearch worker``.
+- ``storage``: journal file or PostgreSQL; ``study``: the loop; ``worker``: ``heterosearch worker``;
+- ``jobqueue``: a queue of jobs (the evidence commands' trainings) as one more study in the same storage.
 """
 
 from heterosearch.optimize.objective import PARAM_PREFIX

@@ -35,9 +35,13 @@ class WorkerResult:
 
 
 def _study_names(storage: Any) -> list[str]:
+    """The search studies (job queues of verify and friends share the storage: ``optimize/jobqueue.py``)."""
     import optuna
 
-    return sorted(optuna.get_all_study_names(storage=storage))
+    from heterosearch.optimize.jobqueue import queue_names
+
+    queues = set(queue_names(storage))
+    return sorted(n for n in optuna.get_all_study_names(storage=storage) if n not in queues)
 
 
 def _find_study(storage: Any, where: str, study_name: str | None, wait: float) -> Any:

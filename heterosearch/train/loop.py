@@ -280,10 +280,17 @@ def outcome(losses: list[float], tokens: int, seconds: float,
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, rename: never a torn checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for attempt in range(3):  # another process's finished training may remove the empty folder in between
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fh = open(tmp, "wb")
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     try:
-        with open(tmp, "wb") as fh:
+        with fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
