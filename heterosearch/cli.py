@@ -38,15 +38,18 @@ from heterosearch.options import (
     BudgetOpt,
     DataOpt,
     EpochsOpt,
+    LabelColumnOpt,
     ModelOpt,
     OneLineErrors,
     OutOpt,
+    ProblemOpt,
     ProxyOpt,
     SeedOpt,
     SpaceOpt,
     StepsOpt,
     StorageOpt,
     TaskOpt,
+    TextColumnsOpt,
     TrialsOpt,
     check_common,
     check_float,
@@ -110,6 +113,9 @@ def run(
     precision: PrecisionOpt = "fp32",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
+    text_columns: TextColumnsOpt = None,
+    label_column: LabelColumnOpt = None,
+    problem: ProblemOpt = None,
 ) -> None:
     """Score, search, export and verify in one go.
 
@@ -125,7 +131,8 @@ def run(
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length,
-                    val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision)
+                    val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
+                    text_columns=text_columns, label_column=label_column, problem=problem)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     print_run_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")
@@ -142,6 +149,9 @@ def score(
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
+    text_columns: TextColumnsOpt = None,
+    label_column: LabelColumnOpt = None,
+    problem: ProblemOpt = None,
 ) -> None:
     """Score every (site, rank) candidate with every proxy into RUN/scores.json.
 
@@ -150,7 +160,8 @@ def score(
     check_common(seed=seed, score_batches=score_batches)
     from heterosearch.pipeline import Run, RunConfig, stage_score
 
-    cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches)
+    cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
+                    text_columns=text_columns, label_column=label_column, problem=problem)
     r = Run.open(cfg, resume=True, overwrite=overwrite)
     stage_score(r)
     typer.echo(f"wrote {r.out}/scores.json")
@@ -310,6 +321,9 @@ def rank_report_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/rank-TASK-SPACE-BUDGET-nSAMPLES-kSTEPS).")] = None,
     score_batches: BatchesOpt = 8,
     seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
+    text_columns: TextColumnsOpt = None,
+    label_column: LabelColumnOpt = None,
+    problem: ProblemOpt = None,
 ) -> None:
     """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
 
@@ -332,7 +346,8 @@ def rank_report_cmd(
     check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
-                      train_epochs=train_epochs)
+                      train_epochs=train_epochs,
+                      task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
     print_rank_summary(rep)
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
@@ -354,6 +369,9 @@ def frontier_cmd(
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
+    text_columns: TextColumnsOpt = None,
+    label_column: LabelColumnOpt = None,
+    problem: ProblemOpt = None,
 ) -> None:
     """Search at each budget and train the winner and the baselines over seeds: metric against budget.
 
@@ -370,10 +388,13 @@ def frontier_cmd(
     for n in counts:
         check_int("--seeds", n, 1, MAX_SEEDS)
     check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
-    folder = out or f"runs/frontier-{task}-{Path(space).stem}-{proxy}"
+    from heterosearch.tasks import task_slug
+
+    folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
-                   max_train_steps=max_train_steps, seed=seed)
+                   max_train_steps=max_train_steps, seed=seed,
+                   task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
     print_frontier_summary(doc)
     report = render_run_report(folder)
     typer.echo(f"wrote {Path(folder) / 'frontier.json'} and {report}")

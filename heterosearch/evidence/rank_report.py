@@ -46,7 +46,9 @@ FORMAT_VERSION = 1
 
 
 def default_out(task: str, space: str, budget: int, samples: int, steps: int | None) -> Path:
-    return Path("runs") / f"rank-{task}-{Path(space).stem}-{budget}-n{samples}-k{steps or 'full'}"
+    from heterosearch.tasks import task_slug
+
+    return Path("runs") / f"rank-{task_slug(task)}-{Path(space).stem}-{budget}-n{samples}-k{steps or 'full'}"
 
 
 def rank_report(
@@ -66,6 +68,7 @@ def rank_report(
     include_uniform: bool = True,
     design: str = "random",
     train_epochs: float | None = None,
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
@@ -89,7 +92,7 @@ def rank_report(
     t_start = time.perf_counter()
     out = Path(out) if out else default_out(task, space, budget, samples, steps)
     cfg = RunConfig(budget=budget, task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=str(out),
-                    score_batches=score_batches, max_train_steps=steps,
+                    score_batches=score_batches, max_train_steps=steps, **(task_options or {}),
                     **({"train_epochs": train_epochs} if train_epochs is not None else {}))
     run = Run.open(cfg, resume=True)
     scores = stage_score(run)

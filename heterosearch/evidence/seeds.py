@@ -56,7 +56,7 @@ def model_factory(run: Any, seed: int) -> Any:
     from heterosearch.models import load_model
 
     def make() -> Any:
-        model, _ = load_model(run.model_path, run.spec.num_labels, seed)
+        model, _ = load_model(run.model_path, run.spec.num_labels, seed, causal_lm=run.spec.is_lm)
         return model
 
     return make
