@@ -75,14 +75,18 @@ def print_run_summary(results: dict[str, Any]) -> None:
 
 def print_verify_summary(state: dict[str, Any]) -> None:
     """Per method: the test metric's mean ± sd over seeds, and the winner's paired difference to it (``verify``)."""
+    from heterosearch.tasks._metrics import LOWER_IS_BETTER, format_metric
+
     metric = state["metric"]
+    lower = metric in LOWER_IS_BETTER  # a loss: differences in its own units, negative = the winner is better
     block = state["summary"].get("test", {}).get(metric, {})
     for m, d in block.get("methods", {}).items():
         pair = block.get("paired", {}).get(m)
-        extra = "" if not pair else (f"  winner - {m}: {100 * pair['mean_diff']:+.1f} points"
+        diff = "" if not pair else (f"{pair['mean_diff']:+.3f} (lower is better)" if lower else f"{100 * pair['mean_diff']:+.1f} points")
+        extra = "" if not pair else (f"  winner - {m}: {diff}"
                                      + (f" (t-test p {pair['t_test_p']:.3f})" if pair.get("t_test_p") is not None else f" ({pair.get('test', '')})"))
-        std = "" if d["std"] is None else f" ± {100 * d['std']:.1f}"
-        typer.echo(f"{m:<12} test {metric} {100 * d['mean']:.1f}{std} (n={d['n']}){extra}")
+        std = "" if d["std"] is None else f" ± {format_metric(metric, d['std'])}"
+        typer.echo(f"{m:<12} test {metric} {format_metric(metric, d['mean'])}{std} (n={d['n']}){extra}")
 
 
 def print_rank_summary(rep: dict[str, Any]) -> None:

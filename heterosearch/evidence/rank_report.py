@@ -40,6 +40,7 @@ from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 from heterosearch.space.allocation import Allocation
+from heterosearch.tasks._metrics import format_metric
 
 RANK_REPORT_FILE = "rank_report.json"
 FORMAT_VERSION = 1
@@ -102,6 +103,8 @@ def rank_report(
     train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])
     steps_used = train_cfg.steps_for(len(run.encoded["train"]))
     metric = run.spec.main_metric
+    # Rank statistics read "higher is better": a loss (lm: tasks) is ranked by minus its value.
+    sign = 1.0 if run.spec.higher_is_better else -1.0
     evals = {"val": run.encoded["val"]}  # a calibration is a choice: it uses the validation split
 
     path = run.path(RANK_REPORT_FILE)
@@ -134,7 +137,7 @@ def rank_report(
         "seeds": seeds,
         "sample_seed": seed,
         "design": design,
-        "metric": metric,
+        "metric": metric if sign > 0 else f"-{metric}",
         "split": "val",
         "splits": run.splits,
         "proxies_scored": proxies,
@@ -167,9 +170,9 @@ def rank_report(
             if str(s) not in entry["runs"]:
                 entry["runs"][str(s)] = train(alloc, s, f"sample {i + 1}/{len(allocs)} s{s}")
                 write_json(path, report)
-        _targets(entry, seeds, metric)
+        _targets(entry, seeds, metric, sign)
         say(f"rank-report: sample {i + 1}/{len(allocs)} ({entry['params']:,} params): "
-            f"{metric} {', '.join(f'{100 * v:.1f}' for v in entry['acc'].values())}")
+            f"{metric} {', '.join(format_metric(metric, sign * v) for v in entry['acc'].values())}")
     timings["train_samples"] = sum(r["seconds"] for c in candidates for r in c["runs"].values())
 
     if include_uniform:
@@ -180,7 +183,7 @@ def rank_report(
         for s in seeds:
             if str(s) not in uniform["runs"]:
                 uniform["runs"][str(s)] = train(uni_alloc, s, f"uniform s{s}")
-        _targets(uniform, seeds, metric)
+        _targets(uniform, seeds, metric, sign)
         uniform["scores"] = {p: proxy_sum(scores.curves[p], uni_alloc) for p in proxies}
         means = np.array([c["mean"] for c in candidates])
         uniform["fraction_of_samples_above"] = float((means > uniform["mean"]).mean())
@@ -200,11 +203,12 @@ def rank_report(
     return report
 
 
-def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str) -> None:
-    """Per-seed training outcomes of a trained entry: ``acc`` (the task metric) and, when recorded,
-    ``neg_loss`` (minus the validation loss, so higher is better for both), each with its seed mean."""
+def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str, sign: float = 1.0) -> None:
+    """Per-seed training outcomes of a trained entry: ``acc`` (the task metric times ``sign``: minus a
+    loss) and, when recorded, ``neg_loss`` (minus the validation loss, so higher is better for both),
+    each with its seed mean."""
     runs = [entry["runs"][str(s)] for s in seeds]
-    entry["acc"] = {str(s): r["metrics"][metric] for s, r in zip(seeds, runs)}
+    entry["acc"] = {str(s): sign * r["metrics"][metric] for s, r in zip(seeds, runs)}
     entry["mean"] = float(np.mean(list(entry["acc"].values())))
     if all(r.get("eval_loss") is not None for r in runs):
         entry["neg_loss"] = {str(s): -float(r["eval_loss"]) for s, r in zip(seeds, runs)}

@@ -85,10 +85,11 @@ class RunInputs:
         from heterosearch.models.loading import _first_line, _hub_reachable
 
         local = Path(self.model_path).is_dir()
+        spec = self.spec  # reads a user's data: its errors are its own, not the model's
         try:  # a folder without config.json, an unknown architecture, an unreachable hub: one line, no traceback
-            extra = {} if self.spec.is_lm else {"num_labels": self.spec.num_labels}
+            extra = {} if spec.is_lm else {"num_labels": spec.num_labels}
             config = AutoConfig.from_pretrained(self.model_path, local_files_only=not local and not _hub_reachable(), **extra)
-            auto = AutoModelForCausalLM if self.spec.is_lm else AutoModelForSequenceClassification
+            auto = AutoModelForCausalLM if spec.is_lm else AutoModelForSequenceClassification
             with torch.device("meta"):
                 return auto.from_config(config)
         except Exception as exc:

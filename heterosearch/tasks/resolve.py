@@ -52,6 +52,10 @@ def check_task(task: str, data_dir: str | None = None, text_columns: str | None 
         if given:
             raise UserError(f"{given[0]} is for your own data (--task FILE); GLUE task {task!r} fixes its columns and labels")
         return
+    if kind == "hub" and not task.startswith(HUB_PREFIX):
+        close = difflib.get_close_matches(normalise_task_name(task), TASKS.names(), n=1, cutoff=0.75)
+        if close and re.fullmatch(r"[\w-]+", task):
+            TASKS.get(task)  # a misspelt GLUE task: "unknown task 'mrcp'; did you mean 'mrpc'?"
     if data_dir is not None:
         raise UserError(f"--data-dir is for GLUE tasks; with --task {task!r} the data comes from the task itself")
     if kind == "lm":
@@ -67,10 +71,6 @@ def check_task(task: str, data_dir: str | None = None, text_columns: str | None 
         raise UserError("--label-column must name a column")
     if kind == "user" and not Path(task).expanduser().exists():
         raise UserError(f"--task {task!r}: no such file or folder"[:300])
-    if kind == "hub" and not task.startswith(HUB_PREFIX):
-        close = difflib.get_close_matches(normalise_task_name(task), TASKS.names(), n=1, cutoff=0.75)
-        if close and re.fullmatch(r"[\w-]+", task):
-            TASKS.get(task)  # a misspelt GLUE task: "unknown task 'mrcp'; did you mean 'mrpc'?"
 
 
 def task_slug(task: str) -> str:

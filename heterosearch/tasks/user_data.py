@@ -50,11 +50,9 @@ def build_user_task(tables: dict[str, Table], name: str, source: str, text_colum
     check_problem(problem)
     train = tables["train"]
     texts = text_columns or _guess_texts(train)
+    _check_columns(tables, texts)  # a named text column that is not there, before any guess about the label
     label = label_column or _guess_label(train)
-    for table in tables.values():
-        for column in (*texts, label):
-            if column not in table.columns:
-                raise UserError(f"{table.source}: missing column {column!r} (columns: {', '.join(table.columns)})"[:300])
+    _check_columns(tables, (label,))
     raw = {role: [_label_value(t, i, label) for i in range(len(t.rows))] for role, t in tables.items()}
     problem = problem or _infer_problem(raw["train"], train, label)
     label_map: dict[str, int] | None = None
@@ -82,6 +80,13 @@ def build_user_task(tables: dict[str, Table], name: str, source: str, text_colum
     )
     return TaskData(spec=spec, train=split("train"), dev=split("report") if "report" in tables else None, test=None,
                     source=source, val=split("val") if "val" in tables else None)
+
+
+def _check_columns(tables: dict[str, Table], columns: tuple[str, ...]) -> None:
+    for table in tables.values():
+        for column in columns:
+            if column not in table.columns:
+                raise UserError(f"{table.source}: missing column {column!r} (columns: {', '.join(table.columns)})"[:300])
 
 
 def _guess_texts(train: Table) -> tuple[str, ...]:
