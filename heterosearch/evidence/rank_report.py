@@ -137,7 +137,8 @@ def rank_report(
         "seeds": seeds,
         "sample_seed": seed,
         "design": design,
-        "metric": metric if sign > 0 else f"-{metric}",
+        "metric": metric,
+        "metric_sign": "+" if sign > 0 else "-",  # "-": a loss; candidates' "acc" and "mean" hold minus it
         "split": "val",
         "splits": run.splits,
         "proxies_scored": proxies,

@@ -190,13 +190,15 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
 def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None = None) -> list[str]:
     """Markdown for rank_report.json: rank statistics per proxy with CIs, noise ceiling, baselines."""
     n = sum(1 for c in r["candidates"] if "mean" in c)
+    sign = -1.0 if r.get("metric_sign") == "-" else 1.0  # "-": the candidates hold minus a loss
     split = "validation" if "by_val_loss" in r or r.get("split") == "val" else "dev"
     out = [
         f"## Proxy ranking quality ({n} allocations at budget {r['budget']:,} ± {100 * r['tolerance']:.0f} %, "
         f"{r['steps']} training steps, seeds {', '.join(map(str, r['seeds']))})",
         "",
         f"Each proxy scores an allocation by the sum of its sites' scores at the chosen ranks; the sign is fixed "
-        f"in advance (higher = better). Correlations are against the mean {split} {r['metric']} of the two seeds; "
+        f"in advance (higher = better). Correlations are against the mean {split} "
+        f"{r['metric'] if sign > 0 else 'minus ' + r['metric'] + ' (a lower loss is better)'} of the two seeds; "
         f"top-k precision uses k = {r.get('k', '-')}; brackets are paired bootstrap 95 % intervals "
         "(BCa; percentile where BCa is undefined).",
         "",
@@ -212,7 +214,7 @@ def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None =
         out += _rank_table(loss)
     u = r.get("uniform")
     if u and "mean" in u:
-        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} {split} {r['metric']} "
+        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {format_metric(r['metric'], sign * u['mean'])} {split} {r['metric']} "
                 f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
     if plot:
         out += [f"![proxy score against accuracy]({plot})", ""]
