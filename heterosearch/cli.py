@@ -113,9 +113,7 @@ def run(
     precision: PrecisionOpt = "fp32",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
-    text_columns: TextColumnsOpt = None,
-    label_column: LabelColumnOpt = None,
-    problem: ProblemOpt = None,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Score, search, export and verify in one go.
 
@@ -149,9 +147,7 @@ def score(
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
-    text_columns: TextColumnsOpt = None,
-    label_column: LabelColumnOpt = None,
-    problem: ProblemOpt = None,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Score every (site, rank) candidate with every proxy into RUN/scores.json.
 
@@ -321,9 +317,7 @@ def rank_report_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/rank-TASK-SPACE-BUDGET-nSAMPLES-kSTEPS).")] = None,
     score_batches: BatchesOpt = 8,
     seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
-    text_columns: TextColumnsOpt = None,
-    label_column: LabelColumnOpt = None,
-    problem: ProblemOpt = None,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
 
@@ -369,9 +363,7 @@ def frontier_cmd(
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
-    text_columns: TextColumnsOpt = None,
-    label_column: LabelColumnOpt = None,
-    problem: ProblemOpt = None,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Search at each budget and train the winner and the baselines over seeds: metric against budget.
 
