@@ -178,7 +178,8 @@ def load(directory: str | Path, model: Any = None, seed: int = 0) -> Any:
         from heterosearch.models import load_model
 
         name = data.get("model")
-        model, _ = load_model(None if name in (None, "all-MiniLM-L6-v2") else name, 2, seed)
+        lm = str(data.get("task", "")).startswith("lm:")  # an lm: run adapted the checkpoint's own LM head model
+        model, _ = load_model(None if name in (None, "all-MiniLM-L6-v2") else name, 2, seed, causal_lm=lm)
     return load_adapters(model, folder, seed=seed)
 
 
@@ -251,12 +252,14 @@ def _pad(columns: Mapping[str, Sequence[Any]], pad_id: int) -> dict[str, Any]:
 
 
 def _task_batches(task: str, tokenizer: Any, batch_size: int, max_length: int, n: int, seed: int) -> list[dict[str, Any]]:
-    from heterosearch.tasks import TASKS, load_task_data
+    from heterosearch.tasks import load_task
     from heterosearch.tasks.batching import collate, encode, train_batches
+    from heterosearch.tasks.lm import encode_lm
 
     if tokenizer is None:
         raise UserError(f"train_data={task!r} is a task name: pass tokenizer= to tokenize it")
-    spec = TASKS.get(task)
-    data = load_task_data(spec)
-    enc = encode(tokenizer, data.train.texts, data.train.labels, spec.num_labels == 1, max_length)
+    data = load_task(task)  # a GLUE name, a data file or folder, a hub dataset, or lm:FILE
+    spec = data.spec
+    enc = (encode_lm(tokenizer, data.train.texts, max_length) if spec.is_lm
+           else encode(tokenizer, data.train.texts, data.train.labels, spec.num_labels == 1, max_length))
     return [collate(tokenizer, enc, i) for i in train_batches(enc, batch_size, seed, epoch=0)[:n]]

@@ -39,18 +39,21 @@ from heterosearch.options import (
     BudgetOpt,
     DataOpt,
     EpochsOpt,
+    LabelColumnOpt,
     LoraDropoutOpt,
     LrOpt,
     MaxLengthOpt,
     ModelOpt,
     OneLineErrors,
     OutOpt,
+    ProblemOpt,
     ProxyOpt,
     SeedOpt,
     SpaceOpt,
     StepsOpt,
     StorageOpt,
     TaskOpt,
+    TextColumnsOpt,
     TrialsOpt,
     WarmupOpt,
     check_common,
@@ -117,6 +120,7 @@ def run(
     precision: PrecisionOpt = "fp32",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Score, search, export and verify in one go.
 
@@ -133,7 +137,8 @@ def run(
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
-                    val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision)
+                    val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
+                    text_columns=text_columns, label_column=label_column, problem=problem)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     print_run_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")
@@ -150,6 +155,7 @@ def score(
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Score every (site, rank) candidate with every proxy into RUN/scores.json.
 
@@ -158,7 +164,8 @@ def score(
     check_common(seed=seed, score_batches=score_batches)
     from heterosearch.pipeline import Run, RunConfig, stage_score
 
-    cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches)
+    cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
+                    text_columns=text_columns, label_column=label_column, problem=problem)
     r = Run.open(cfg, resume=True, overwrite=overwrite)
     stage_score(r)
     typer.echo(f"wrote {r.out}/scores.json")
@@ -336,6 +343,7 @@ def rank_report_cmd(
     seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
 
@@ -359,7 +367,8 @@ def rank_report_cmd(
     given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
-                      train_epochs=train_epochs, recipe=given)
+                      train_epochs=train_epochs, recipe=given,
+                      task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
     print_rank_summary(rep)
     report = render_run_report(rep["out"])
     typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
@@ -383,6 +392,7 @@ def frontier_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
+    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Search at each budget and train the winner and the baselines over seeds: metric against budget.
 
@@ -400,10 +410,13 @@ def frontier_cmd(
         check_int("--seeds", n, 1, MAX_SEEDS)
     check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
     given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
-    folder = out or f"runs/frontier-{task}-{Path(space).stem}-{proxy}"
+    from heterosearch.tasks import task_slug
+
+    folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
-                   max_train_steps=max_train_steps, seed=seed, recipe=given)
+                   max_train_steps=max_train_steps, seed=seed, recipe=given,
+                   task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
     print_frontier_summary(doc)
     report = render_run_report(folder)
     typer.echo(f"wrote {Path(folder) / 'frontier.json'} and {report}")

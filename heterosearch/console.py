@@ -18,6 +18,7 @@ def print_run_summary(results: dict[str, Any]) -> None:
     from rich.table import Table
 
     from heterosearch.report.markdown import _metric_names
+    from heterosearch.tasks._metrics import comparison_line, format_metric
 
     # Not a terminal (a file, a pipe, a test): no hard wrapping at 80 columns in mid-sentence.
     console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
@@ -40,8 +41,10 @@ def print_run_summary(results: dict[str, Any]) -> None:
         names = _metric_names(v["winner"])
         sp = results.get("splits", {})
         steps = v["winner"].get("steps")
+        val_from = "from the validation file" if sp.get("val_file") else "carved from train"
         table = Table(title=f"{results['task']}, seed {results['seed']}, {steps} training steps: val = {sp.get('val_examples', '?')} "
-                            f"examples carved from train (selection), test = GLUE dev, {sp.get('test_examples', '?')} examples (report)")
+                            f"examples {val_from} (selection), test = {sp.get('test_from', 'GLUE dev')}, "
+                            f"{sp.get('test_examples', '?')} examples (report)")
         table.add_column("method")
         table.add_column("adapter params", justify="right")
         for m in names:
@@ -51,7 +54,7 @@ def print_run_summary(results: dict[str, Any]) -> None:
         for label in ("winner", "baseline"):
             e = v[label]
             splits = e.get("splits", {})
-            cells = [f"{100 * splits.get(s, {}).get(m, float('nan')):.1f}" for s in ("val", "test") for m in names]
+            cells = [format_metric(m, splits.get(s, {}).get(m)) for s in ("val", "test") for m in names]
             table.add_row(f"{label}: {e['name']}", f"{e['params']:,}", *cells)
         if v.get("both_trivial"):  # no comparison: two models that learnt nothing tie by construction
             main = names[0]
@@ -61,6 +64,8 @@ def print_run_summary(results: dict[str, Any]) -> None:
                           "Train longer (--train-epochs) or use `heterosearch verify RUN --seeds 5`.[/yellow]")
             return
         console.print(table)
+        if v.get("comparison"):
+            console.print(comparison_line(v["comparison"]))
         if any(v[k].get("trivial", {}).get("test") for k in ("winner", "baseline")):
             which = [k for k in ("winner", "baseline") if v[k].get("trivial", {}).get("test")]
             console.print(f"[yellow]The {which[0]} predicts a single class on the test split.[/yellow]")
@@ -70,14 +75,18 @@ def print_run_summary(results: dict[str, Any]) -> None:
 
 def print_verify_summary(state: dict[str, Any]) -> None:
     """Per method: the test metric's mean ± sd over seeds, and the winner's paired difference to it (``verify``)."""
+    from heterosearch.tasks._metrics import LOWER_IS_BETTER, format_metric
+
     metric = state["metric"]
+    lower = metric in LOWER_IS_BETTER  # a loss: differences in its own units, negative = the winner is better
     block = state["summary"].get("test", {}).get(metric, {})
     for m, d in block.get("methods", {}).items():
         pair = block.get("paired", {}).get(m)
-        extra = "" if not pair else (f"  winner - {m}: {100 * pair['mean_diff']:+.1f} points"
+        diff = "" if not pair else (f"{pair['mean_diff']:+.3f} (lower is better)" if lower else f"{100 * pair['mean_diff']:+.1f} points")
+        extra = "" if not pair else (f"  winner - {m}: {diff}"
                                      + (f" (t-test p {pair['t_test_p']:.3f})" if pair.get("t_test_p") is not None else f" ({pair.get('test', '')})"))
-        std = "" if d["std"] is None else f" ± {100 * d['std']:.1f}"
-        typer.echo(f"{m:<12} test {metric} {100 * d['mean']:.1f}{std} (n={d['n']}){extra}")
+        std = "" if d["std"] is None else f" ± {format_metric(metric, d['std'])}"
+        typer.echo(f"{m:<12} test {metric} {format_metric(metric, d['mean'])}{std} (n={d['n']}){extra}")
 
 
 def print_rank_summary(rep: dict[str, Any]) -> None:

@@ -172,7 +172,11 @@ def parse_budget_option(value: str | None) -> int | None:
 
 # The options several commands share, declared once (typer reads them from the annotations).
 BudgetOpt = Annotated[Optional[str], typer.Option("--budget", "-b", help="Adapter-parameter budget: 500000, 500k, 0.5M, 1.2e6.")]
-TaskOpt = Annotated[str, typer.Option(help="GLUE task: mrpc, rte, stsb, sst2, cola.")]
+TaskOpt = Annotated[str, typer.Option(help="GLUE task (mrpc, rte, stsb, sst2, cola), your data (a CSV/TSV/JSON/JSONL file, "
+                                            "or a folder with train/validation/test files), a hub dataset name, or lm:FILE.")]
+TextColumnsOpt = Annotated[Optional[str], typer.Option(help="Your data: the text column, or two (a,b) for pairs (default: text, sentence, sentence1,sentence2, ...).")]
+LabelColumnOpt = Annotated[Optional[str], typer.Option(help="Your data: the label column (default: label).")]
+ProblemOpt = Annotated[Optional[str], typer.Option(help="Your data: classification or regression (default: inferred from the labels).")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Hugging Face model name or local path (default: the packaged all-MiniLM-L6-v2).")]
 SpaceOpt = Annotated[str, typer.Option(help="Search space: a name from search_spaces/ or a YAML path.")]
 ProxyOpt = Annotated[str, typer.Option(help="Proxy whose scores the search maximises (see `heterosearch ls`).")]

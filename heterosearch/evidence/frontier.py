@@ -64,6 +64,7 @@ def frontier(
     max_train_steps: int | None = None,
     seed: int = 0,
     recipe: dict[str, Any] | None = None,
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``.
 
@@ -115,7 +116,7 @@ def frontier(
     for b in budgets:
         folder = budget_folder(out, b)
         cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, seed=seed,
-                        data_dir=data_dir, out=str(folder),
+                        data_dir=data_dir, out=str(folder), **(task_options or {}),
                         **({"train_epochs": train_epochs} if train_epochs is not None else {}),
                         max_train_steps=max_train_steps, **(recipe or {}))
         if not (folder / "search.json").is_file() or not (folder / "allocation.json").is_file():

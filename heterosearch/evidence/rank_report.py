@@ -40,13 +40,16 @@ from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.progress import say
 from heterosearch.space.allocation import Allocation
+from heterosearch.tasks._metrics import format_metric
 
 RANK_REPORT_FILE = "rank_report.json"
 FORMAT_VERSION = 1
 
 
 def default_out(task: str, space: str, budget: int, samples: int, steps: int | None) -> Path:
-    return Path("runs") / f"rank-{task}-{Path(space).stem}-{budget}-n{samples}-k{steps or 'full'}"
+    from heterosearch.tasks import task_slug
+
+    return Path("runs") / f"rank-{task_slug(task)}-{Path(space).stem}-{budget}-n{samples}-k{steps or 'full'}"
 
 
 def rank_report(
@@ -67,6 +70,7 @@ def rank_report(
     design: str = "random",
     train_epochs: float | None = None,
     recipe: dict[str, Any] | None = None,
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Sample, score, short-train and correlate; returns (and writes) ``OUT/rank_report.json``."""
     from dataclasses import replace
@@ -89,7 +93,7 @@ def rank_report(
     t_start = time.perf_counter()
     out = Path(out) if out else default_out(task, space, budget, samples, steps)
     cfg = RunConfig(budget=budget, task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=str(out),
-                    score_batches=score_batches, max_train_steps=steps,
+                    score_batches=score_batches, max_train_steps=steps, **(task_options or {}),
                     **({"train_epochs": train_epochs} if train_epochs is not None else {}), **(recipe or {}))
     run = Run.open(cfg, resume=True)
     scores = stage_score(run)
@@ -99,6 +103,8 @@ def rank_report(
     train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])
     steps_used = train_cfg.steps_for(len(run.encoded["train"]))
     metric = run.spec.main_metric
+    # Rank statistics read "higher is better": a loss (lm: tasks) is ranked by minus its value.
+    sign = 1.0 if run.spec.higher_is_better else -1.0
 
     path = run.path(RANK_REPORT_FILE)
     old = read_run_file(path, RANK_REPORT_FILE) if path.is_file() else {}
@@ -131,6 +137,7 @@ def rank_report(
         "sample_seed": seed,
         "design": design,
         "metric": metric,
+        "metric_sign": "+" if sign > 0 else "-",  # "-": a loss; candidates' "acc" and "mean" hold minus it
         "split": "val",
         "splits": run.splits,
         "proxies_scored": proxies,
@@ -185,13 +192,13 @@ def rank_report(
         finally:
             queue.set_closed(True)
     for i, entry in enumerate(candidates):
-        _targets(entry, seeds, metric)
+        _targets(entry, seeds, metric, sign)
         say(f"rank-report: sample {i + 1}/{len(allocs)} ({entry['params']:,} params): "
-            f"{metric} {', '.join(f'{100 * v:.1f}' for v in entry['acc'].values())}")
+            f"{metric} {', '.join(format_metric(metric, sign * v) for v in entry['acc'].values())}")
     timings["train_samples"] = sum(r["seconds"] for c in candidates for r in c["runs"].values())
 
     if include_uniform:
-        _targets(uniform, seeds, metric)
+        _targets(uniform, seeds, metric, sign)
         uniform["scores"] = {p: proxy_sum(scores.curves[p], uni_alloc) for p in proxies}
         means = np.array([c["mean"] for c in candidates])
         uniform["fraction_of_samples_above"] = float((means > uniform["mean"]).mean())
@@ -211,11 +218,12 @@ def rank_report(
     return report
 
 
-def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str) -> None:
-    """Per-seed training outcomes of a trained entry: ``acc`` (the task metric) and, when recorded,
-    ``neg_loss`` (minus the validation loss, so higher is better for both), each with its seed mean."""
+def _targets(entry: dict[str, Any], seeds: Sequence[int], metric: str, sign: float = 1.0) -> None:
+    """Per-seed training outcomes of a trained entry: ``acc`` (the task metric times ``sign``: minus a
+    loss) and, when recorded, ``neg_loss`` (minus the validation loss, so higher is better for both),
+    each with its seed mean."""
     runs = [entry["runs"][str(s)] for s in seeds]
-    entry["acc"] = {str(s): r["metrics"][metric] for s, r in zip(seeds, runs)}
+    entry["acc"] = {str(s): sign * r["metrics"][metric] for s, r in zip(seeds, runs)}
     entry["mean"] = float(np.mean(list(entry["acc"].values())))
     if all(r.get("eval_loss") is not None for r in runs):
         entry["neg_loss"] = {str(s): -float(r["eval_loss"]) for s, r in zip(seeds, runs)}

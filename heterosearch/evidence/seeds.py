@@ -32,6 +32,7 @@ from heterosearch.export.files import write_json
 from heterosearch.export.schema import read_run_file
 from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
 from heterosearch.progress import say
+from heterosearch.tasks._metrics import format_metric
 
 FORMAT_VERSION = 1
 
@@ -58,7 +59,7 @@ def model_factory(run: Any, seed: int) -> Any:
     from heterosearch.models import load_model
 
     def make() -> Any:
-        model, _ = load_model(run.model_path, run.spec.num_labels, seed)
+        model, _ = load_model(run.model_path, run.spec.num_labels, seed, causal_lm=run.spec.is_lm)
         return model
 
     return make
@@ -207,7 +208,8 @@ def _verify_run(
     run.drop_spare_model()
     evals = {k: v for k, v in run.encoded.items() if k != "train"}
     state["splits"] = sorted(evals)
-    state["test_split"] = "the GLUE dev file (report only; GLUE test labels are private)"
+    state["test_split"] = ("the GLUE dev file (report only; GLUE test labels are private)" if run.spec.kind == "glue"
+                           else run.splits["roles"]["test"])
     state["split_roles"] = run.splits
     timings: dict[str, float] = dict(state.get("timings", {}))
 
@@ -250,7 +252,7 @@ def _verify_run(
         write_json(path, state)
         main = entry["splits"].get("test", {}).get(run.spec.main_metric)
         say(f"verify: {method} seed {seed}: test {run.spec.main_metric} "
-            f"{'-' if main is None else f'{100 * main:.1f}'} ({entry['params']:,} params, {seconds:.0f}s)")
+            f"{format_metric(run.spec.main_metric, main)} ({entry['params']:,} params, {seconds:.0f}s)")
 
     specs: dict[str, dict[str, Any]] = {}
     for key, (method, seed, plan) in todo.items():

@@ -80,8 +80,11 @@ def seeds_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.
     return lo
 
 
-def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[str, Any]:
+def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float], higher_is_better: bool = True) -> dict[str, Any]:
     """Paired differences a - b over the seeds both have: mean, std, 95 % interval, wins, tests.
+
+    ``wins`` counts the seeds where ``a`` is better: a > b, or a < b when ``higher_is_better``
+    is False (a loss); the differences keep their sign either way.
 
     ``ci95``: t-interval of the mean difference (n >= 2). ``seeds_for_1pt``: seeds a paired
     t-test needs to resolve a 1-point difference at the observed paired spread (80 % power,
@@ -97,8 +100,8 @@ def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[st
         "n": n,
         "mean_diff": float(diffs.mean()) if n else None,
         "std_diff": float(diffs.std(ddof=1)) if n >= 2 else None,
-        "wins": int((diffs > 0).sum()),
-        "losses": int((diffs < 0).sum()),
+        "wins": int((diffs > 0).sum() if higher_is_better else (diffs < 0).sum()),
+        "losses": int((diffs < 0).sum() if higher_is_better else (diffs > 0).sum()),
         "ties": int((diffs == 0).sum()),
         "t_test_p": None,
         "wilcoxon_p": None,
@@ -132,7 +135,12 @@ def paired_comparison(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[st
 
 
 def summarize(runs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], winner: str = "winner") -> dict[str, Any]:
-    """split -> metric -> {"methods": {m: describe + values}, "paired": {m: winner - m}} from ``runs``."""
+    """split -> metric -> {"methods": {m: describe + values}, "paired": {m: winner - m}} from ``runs``.
+
+    Wins and losses follow each metric's direction (``tasks._metrics.LOWER_IS_BETTER``: a loss).
+    """
+    from heterosearch.tasks._metrics import LOWER_IS_BETTER
+
     table: dict[str, dict[str, dict[str, dict[Any, float]]]] = {}
     for entry in runs.values():
         for split, metrics in entry.get("splits", {}).items():
@@ -148,7 +156,7 @@ def summarize(runs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], win
                 if m in by_method
             }
             paired = {
-                m: paired_comparison(by_method[winner], by_method[m])
+                m: paired_comparison(by_method[winner], by_method[m], higher_is_better=metric not in LOWER_IS_BETTER)
                 for m in methods
                 if m != winner and m in by_method and winner in by_method
             }

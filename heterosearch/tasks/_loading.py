@@ -39,9 +39,10 @@ class TaskData:
 
     spec: TaskSpec
     train: Split
-    dev: Split
-    test: Split | None
+    dev: Split | None  # the report split (GLUE dev; a user's test/dev file); None: carved from train (tasks/splits.py)
+    test: Split | None  # GLUE's unlabelled test file (never scored)
     source: str
+    val: Split | None = None  # a given selection split (a user's validation file); None: carved from train
 
 
 def load_task_data(task: str | TaskSpec, data_dir: str | Path | None = None) -> TaskData:

@@ -8,7 +8,7 @@ quietly instead of warning or returning NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from heterosearch.registry import Registry
@@ -113,3 +113,43 @@ def spearman(preds: np.ndarray, gold: np.ndarray) -> float:
     if _degenerate(preds, gold):
         return 0.0
     return float(np.clip(stats.spearmanr(preds, gold)[0], -1.0, 1.0))
+
+
+#: Metrics where smaller is better (a language model's loss and perplexity); every other metric: larger.
+LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
+#: Metrics shown in reports, in this order; the first five are fractions or correlations, shown x 100.
+REPORTED = ("accuracy", "f1", "matthews", "pearson", "spearman", "loss", "perplexity")
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric for a table: fractions and correlations as points (x 100), a loss or perplexity as is."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    if name in LOWER_IS_BETTER:
+        return f"{value:.3f}" if name == "loss" else f"{value:.2f}"
+    return f"{100 * value:.1f}"
+
+
+def compare(metric: str, split: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Which of two trained models (``a`` = the winner, ``b`` = the baseline) is better on ``split``'s ``metric``.
+
+    The direction is the metric's (``LOWER_IS_BETTER``), so a lower loss is a win; the
+    difference is kept as a - b with its sign, and named.
+    """
+    va = a.get("splits", {}).get(split, {}).get(metric)
+    vb = b.get("splits", {}).get(split, {}).get(metric)
+    lower = metric in LOWER_IS_BETTER
+    out: dict[str, Any] = {"metric": metric, "split": split, "lower_is_better": lower, "winner": va, "baseline": vb}
+    if va is None or vb is None:
+        return {**out, "winner_minus_baseline": None, "better": None}
+    better = "tie" if va == vb else ("winner" if (va < vb) == lower else "baseline")
+    return {**out, "winner_minus_baseline": va - vb, "better": better}
+
+
+def comparison_line(c: Mapping[str, Any]) -> str:
+    """One sentence for a ``compare`` result, e.g. "test loss: winner 2.310 vs baseline 2.402 (lower is better): the winner is better"."""
+    m = c["metric"]
+    head = (f"{c['split']} {m}: winner {format_metric(m, c['winner'])} vs baseline {format_metric(m, c['baseline'])} "
+            f"({'lower' if c['lower_is_better'] else 'higher'} is better)")
+    verdict = {"winner": "the winner is better", "baseline": "the baseline is better", "tie": "a tie"}.get(c.get("better"), "no comparison")
+    return f"{head}: {verdict}"

@@ -14,7 +14,7 @@ from heterosearch.errors import UserError
 from heterosearch.registry import Registry
 
 #: Metric names ``compute_metrics`` knows; a spec may only ask for these.
-METRIC_NAMES = ("accuracy", "f1", "matthews", "pearson", "spearman")
+METRIC_NAMES = ("accuracy", "f1", "matthews", "pearson", "spearman", "loss", "perplexity")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class TaskSpec:
     columns: tuple[str, ...] | None = None
     test_has_labels: bool = False  # GLUE keeps test labels private
     hub_text_columns: tuple[str, ...] = field(default=("sentence1", "sentence2"))
+    # "glue" (a spec below), "user" (a user's CSV/TSV/JSON(L) file or hub dataset, tasks/user_data.py)
+    # or "lm" (causal language modelling, tasks/lm.py: no labels, a loss on response tokens).
+    kind: str = "glue"
+    higher_is_better: bool = True  # of main_metric: False for a loss or perplexity
 
     def __post_init__(self) -> None:
         # Catch a typo in a spec at import time instead of mid-search.
@@ -49,14 +53,25 @@ class TaskSpec:
         unknown = [m for m in self.metrics if m not in METRIC_NAMES]
         if unknown or self.main_metric not in self.metrics:
             raise ValueError(f"task {self.name!r}: bad metrics {self.metrics} / {self.main_metric!r}")
-        if (self.label_map is None) != (self.num_labels == 1):
+        if self.kind == "lm":
+            if self.label_map is not None or self.num_labels != 0 or self.higher_is_better:
+                raise ValueError(f"task {self.name!r}: a language-modelling task has no labels and lower-is-better metrics")
+        elif (self.label_map is None) != (self.num_labels == 1):
             raise ValueError(f"task {self.name!r}: regression needs label_map=None and num_labels=1")
         if not self.has_header and not self.columns:
             raise ValueError(f"task {self.name!r}: a headerless task needs `columns`")
 
     @property
     def is_regression(self) -> bool:
-        return self.label_map is None
+        return self.label_map is None and self.kind != "lm"
+
+    @property
+    def is_lm(self) -> bool:
+        return self.kind == "lm"
+
+    @property
+    def is_classification(self) -> bool:
+        return self.label_map is not None
 
 
 def normalise_task_name(name: str) -> str:

@@ -21,6 +21,7 @@ class Encoded:
     features: list[dict[str, list[int]]]
     labels: list[int] | list[float] | None
     regression: bool
+    lm: bool = False  # causal LM (tasks/lm.py): per-token labels live in each feature dict
 
     def __len__(self) -> int:
         return len(self.features)
@@ -48,6 +49,10 @@ def encode(tokenizer: Any, texts: Sequence[tuple[str, ...]], labels: Any, regres
 
 def collate(tokenizer: Any, enc: Encoded, indices: Sequence[int]) -> dict[str, torch.Tensor]:
     """Pad one batch to its longest example; add ``labels`` when the split has them."""
+    if enc.lm:
+        from heterosearch.tasks.lm import collate_lm
+
+        return collate_lm(tokenizer, [enc.features[i] for i in indices])
     batch = tokenizer.pad([enc.features[i] for i in indices], return_tensors="pt")
     batch = {k: v for k, v in batch.items()}
     if enc.labels is not None:

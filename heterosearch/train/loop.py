@@ -101,6 +101,8 @@ def evaluate_split(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: A
     """
     from heterosearch.tasks import compute_metrics
 
+    if enc.lm:
+        return evaluate_lm(model, tokenizer, enc, batch_size, precision)
     model.eval()
     device = next(model.parameters()).device
     preds: list[Any] = []
@@ -122,6 +124,34 @@ def evaluate_split(model: torch.nn.Module, tokenizer: Any, enc: Encoded, spec: A
     labels = [enc.labels[i] for i in order]  # type: ignore[index]
     metrics = compute_metrics(spec, preds, labels)
     return metrics, total / max(1, len(order)), is_trivial(preds, enc.regression, metrics)
+
+
+def evaluate_lm(model: torch.nn.Module, tokenizer: Any, enc: Encoded, batch_size: int,
+                precision: str = "fp32") -> tuple[dict[str, float], float, bool]:
+    """({"loss", "perplexity"}, loss, False) of a causal LM on a split (``tasks/lm.py``).
+
+    loss = mean cross-entropy per target token (response tokens; labels -100 are skipped) over
+    the whole split, not a mean of batch means, so it does not depend on the batching;
+    perplexity = exp(loss). Lower is better. Never "trivial" (there is no class to collapse to).
+    """
+    import math
+
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for idx in eval_batches(enc, batch_size):
+            batch = to_device(collate(tokenizer, enc, idx), device)
+            labels = batch.pop("labels")
+            with autocast(device, precision):
+                logits = model(**batch).logits.float()  # (B, T, vocab)
+            # Position t predicts token t + 1, as the model's own loss shifts them.
+            target = labels[:, 1:]
+            total += float(torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"))
+            count += int((target != -100).sum())
+    loss = total / max(1, count)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}, loss, False
 
 
 def make_optimizer(trainable: list[torch.nn.Parameter], cfg: TrainConfig, steps: int) -> tuple[Any, Any]:

@@ -243,6 +243,9 @@ CONFIG = FileSchema(
                     "split_seed": Int(lo=0),
                     "proxies": ListOf(Str()),
                     "storage": Opt(Str()),
+                    "text_columns": Opt(Str()),
+                    "label_column": Opt(Str()),
+                    "problem": Opt(Str()),
                 },
                 what="an object of run settings",
             )
