@@ -39,6 +39,9 @@ class RunConfig:
     storage: str | None = None  # study storage: None = RUN/study.journal; a postgresql:// URL lets workers join
     device: str = "auto"  # where models train and evaluate (train/device.py)
     precision: str = "fp32"  # fp32 | bf16 | fp16 autocast for training and evaluation
+    scoring: str = "auto"  # exact | streaming | auto (proxies/settings.py): streaming sketches for large models
+    score_micro_batch: int | None = None  # examples per scoring forward/backward (gradient accumulation)
+    score_checkpointing: bool = False  # gradient checkpointing while scoring (HF models that support it)
 
     def __post_init__(self) -> None:
         from heterosearch.proxies.base import PROXIES  # the package's __init__ registers every proxy first
@@ -69,6 +72,7 @@ class RunConfig:
         from heterosearch.train.device import check_precision, resolve_device
 
         check_precision(self.precision, resolve_device(self.device))  # before any work: one line if unusable
+        self.scoring_options()  # validates --scoring and --score-micro-batch
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
 
@@ -92,6 +96,13 @@ class RunConfig:
             device=str(resolve_device_name(self.device)),
         )
 
+    def scoring_options(self) -> Any:
+        """The score stage's ``ScoringOptions``; the streaming pass runs in the training precision."""
+        from heterosearch.proxies.settings import ScoringOptions
+
+        return ScoringOptions(method=self.scoring, micro_batch=self.score_micro_batch,
+                              checkpointing=self.score_checkpointing, precision=self.precision)
+
     def default_out(self) -> Path:
         budget = "scores" if self.budget is None else str(self.budget)
         return Path("runs") / f"{self.task}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
@@ -108,7 +119,8 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
+_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32",
+             "scoring": "auto", "score_checkpointing": False}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:

@@ -59,7 +59,7 @@ def stage_score(run: Run) -> Any:
     idx = train_batches(enc, run.cfg.batch_size, run.cfg.seed, epoch=0)[: run.cfg.score_batches]
     batches = [collate(run.tokenizer, enc, i) for i in idx]
     model = run.take_model()  # the one loaded with the tokenizer, if unused
-    scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed)
+    scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed, run.cfg.scoring_options())
     scores.save(path)
     run.timings["score"] = time.perf_counter() - t0
     say(f"scores: {len(run.sites)} sites x {len(run.space.lora.ranks) - 1} ranks x {len(run.cfg.proxies)} proxies "
