@@ -35,6 +35,11 @@ def _llama(layers: int = 2, hidden: int = 96, inter: int = 160, seed: int = 0) -
     return tf.AutoModelForSequenceClassification.from_config(cfg, dtype=torch.float32).eval()
 
 
+def _top(values: torch.Tensor, n: int) -> torch.Tensor:
+    """The first n values, zero-padded (the sketch drops directions it sees as numerically zero)."""
+    return torch.cat([values[:n], values.new_zeros(max(0, n - len(values)))])
+
+
 @pytest.fixture(scope="module")
 def setup(one_thread_module: None) -> dict[str, Any]:
     model = _llama()
@@ -58,7 +63,7 @@ def test_top_singular_values_error_is_bounded(setup: dict[str, Any]) -> None:
     worst_sigma = worst_curve = 0.0
     for site in setup["sites"]:
         exact = torch.linalg.svdvals(setup["G"][site.key])[:R_MAX]
-        est = setup["sketches"][site.key].singular_values()[:R_MAX]
+        est = _top(setup["sketches"][site.key].singular_values(), R_MAX)
         worst_sigma = max(worst_sigma, float(((est - exact).abs() / exact[0]).max()))
         curve_err = (est**2).cumsum(0) / (exact**2).cumsum(0) - 1
         worst_curve = max(worst_curve, float(curve_err.abs().max()))
@@ -76,7 +81,7 @@ def test_low_rank_gradient_is_recovered_exactly(setup: dict[str, Any], one_threa
     sk, _ = sketch_pass(model, sites, one, R_MAX, sketch_widths(R_MAX, OVERSAMPLE), 0, setup["opts"])
     for site in sites:
         exact = torch.linalg.svdvals(G[site.key])[:5]
-        torch.testing.assert_close(sk[site.key].singular_values()[:5], exact, rtol=1e-3, atol=1e-5 * float(exact[0]))
+        torch.testing.assert_close(_top(sk[site.key].singular_values(), 5), exact, rtol=1e-3, atol=1e-5 * float(exact[0]))
 
 
 def test_lora_gradient_proxies_are_exact(setup: dict[str, Any]) -> None:

@@ -235,7 +235,7 @@ def _score_streaming(model: Any, sites: Sequence[Any], batches: Sequence[dict[st
             by_key = states[proxy.source]
 
             def curve(s: Any, proxy: Any = proxy, by_key: dict[str, Any] = by_key) -> list[float]:
-                return (proxy.curve(by_key[s.key]).double() * s_of_r ** proxy.scale_degree).tolist()
+                return (proxy.curve(by_key[s.key]()).double() * s_of_r ** proxy.scale_degree).tolist()
 
             per_site = dict(zip((s.key for s in sites), pool.map(curve, sites)))
             check_scores(name, per_site)

@@ -205,11 +205,14 @@ def streaming_states(
     model: nn.Module, sites: Sequence[Site], batches: Sequence[dict[str, torch.Tensor]], sources: set[str],
     r_max: int, seed: int, options: Any, workers: Any, timings: dict[str, float],
 ) -> tuple[dict[str, dict[str, Any]], list[float], dict[str, Any]]:
-    """({source: {site key: SiteState}}, batch losses, meta) for the streaming path.
+    """({source: {site key: state()}}, batch losses, meta) for the streaming path.
 
-    ``workers(n)`` (``scoring._site_workers``) gives the pool for the per-site reconstructions
-    (one QR, least squares and SVD of k x d_in each), opened after the pass, which keeps every
-    torch thread; the sketches are dropped as soon as their states are built.
+    A state is a callable that builds the site's ``SiteState`` when a proxy asks for it: the
+    virtual adapter and the float64 copies of B^T G and G A^T exist for one site at a time,
+    so what stays in memory between proxies is the float32 sketches and k singular values per
+    site. ``workers(n)`` (``scoring._site_workers``) gives the pool for the per-site
+    reconstructions (one QR, two least squares and an SVD of k x l each), opened after the
+    pass, which keeps every torch thread; each core sketch is dropped once its values exist.
     """
     import time
 
@@ -225,11 +228,16 @@ def streaming_states(
         sketches, losses = sketch_pass(model, sites, batches, r_max, widths, seed, options)
         timings["data_pass"] = time.perf_counter() - t0
 
-        def data_state(s: Site) -> Any:
+        def data_state(s: Site) -> Callable[[], Any]:
             sk = sketches.pop(s.key)
-            A, B = virtual_adapter(s, r_max, seed)  # noqa: N806
-            BtG, GAt = sk.lora_grads()  # noqa: N806
-            return SiteState(None, A, B, 1.0, BtG=BtG, GAt=GAt, sigma=sk.singular_values())
+            sigma = sk.singular_values()
+            sk.S = sk.S.new_zeros(0, 0)  # the core is only needed for sigma
+
+            def state() -> Any:
+                BtG, GAt = sk.lora_grads()  # noqa: N806
+                return SiteState(None, *virtual_adapter(s, r_max, seed), 1.0, BtG=BtG, GAt=GAt, sigma=sigma)
+
+            return state
 
         t0 = time.perf_counter()
         with workers(len(sites)) as pool:
@@ -238,11 +246,11 @@ def streaming_states(
     if "synflow" in sources:
         t0 = time.perf_counter()
         syn = synflow_pass(model, sites, r_max, seed)
-        states["synflow"] = {}
-        for s in sites:
-            A, B = virtual_adapter(s, r_max, seed)  # noqa: N806
-            st = syn.pop(s.key)
-            states["synflow"][s.key] = SiteState(None, A, B, 1.0, BtG=st.dA, GAt=st.dB)
+
+        def synflow_state(s: Site, st: SiteSynflow) -> Callable[[], Any]:
+            return lambda: SiteState(None, *virtual_adapter(s, r_max, seed), 1.0, BtG=st.dA, GAt=st.dB)
+
+        states["synflow"] = {s.key: synflow_state(s, syn.pop(s.key)) for s in sites}
         timings["synflow_pass"] = time.perf_counter() - t0
     k, l, core = widths  # noqa: E741
     meta = {"method": "streaming", "sketch_k": k, "sketch_l": l, "sketch_core": core, "micro_batch": options.micro_batch,
