@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-GRID = [(256, 4), (512, 4), (1024, 4), (2048, 4), (256, 8), (256, 16)]
+# Ordered so that a run cut short still has both series: results are written after every model.
+GRID = [(256, 4), (512, 4), (256, 8), (1024, 4), (256, 16), (2048, 4)]
 QUICK = [(256, 2), (512, 2)]
 BATCH, SEQ = 4, 64
 
@@ -201,7 +202,12 @@ def main() -> None:
     t0 = time.time()
     load_start = os.getloadavg()
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", HETEROSEARCH_QUIET="1", OMP_NUM_THREADS="1")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    from heterosearch.proxies.settings import ScoringOptions, sketch_widths
+
+    k, l, s = sketch_widths(64, ScoringOptions().oversample)  # noqa: E741
+    out = ROOT / args.out
+    out.mkdir(exist_ok=True)
     for width, layers in QUICK if args.quick else GRID:
         proc = subprocess.run([sys.executable, __file__, "--child", str(width), str(layers),
                                "--exact-max-width", str(args.exact_max_width)],
@@ -214,18 +220,13 @@ def main() -> None:
         print(f"{width} x {layers}: memory total {r['streaming']['total_mb'] / r['reference']['total_mb']:.2f}x, "
               f"time {r['streaming']['seconds'] / r['reference']['seconds']:.2f}x "
               f"(cpu {r['streaming']['cpu_seconds'] / r['reference']['cpu_seconds']:.2f}x)", flush=True)
-    from heterosearch.proxies.settings import ScoringOptions, sketch_widths
-
-    k, l, s = sketch_widths(64, ScoringOptions().oversample)  # noqa: E741
-    result = {"rows": rows, "extrapolation": extrapolate(k, l, s), "sketch": {"k": k, "l": l, "s": s},
-              "load_start": load_start, "load_end": os.getloadavg(), "minutes": (time.time() - t0) / 60,
-              "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
-    out = ROOT / args.out
-    out.mkdir(exist_ok=True)
-    (out / "scoring_scale.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(rows, out / "scoring_scale.png")
-    (out / "scoring_scale.md").write_text(markdown(result))
-    print(f"wrote {out}/scoring_scale.{{json,md,png}} in {result['minutes']:.1f} min")
+        result = {"rows": rows, "extrapolation": extrapolate(k, l, s), "sketch": {"k": k, "l": l, "s": s},
+                  "load_start": load_start, "load_end": os.getloadavg(), "minutes": (time.time() - t0) / 60,
+                  "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+        (out / "scoring_scale.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot(rows, out / "scoring_scale.png")
+        (out / "scoring_scale.md").write_text(markdown(result))
+    print(f"wrote {out}/scoring_scale.{{json,md,png}} in {(time.time() - t0) / 60:.1f} min")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
