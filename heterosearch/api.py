@@ -91,12 +91,17 @@ def search(
     max_length: int = 128,
     score_batches: int = 8,
     seed: int = 0,
+    scoring: str = "auto",
+    score_micro_batch: int | None = None,
+    gradient_checkpointing: bool = False,
 ) -> SearchResult:
     """Search where ``model``'s LoRA parameters go under ``budget`` (see the module doc).
 
     ``model``: a Hugging Face model with its task head (e.g. ``AutoModelForSequenceClassification``);
     it is scored, not changed. ``objective``: ``"proxy"`` (the zero-cost objective; the only one
-    without training). Raises ``UserError`` on bad input.
+    without training). ``scoring``: ``"exact"``, ``"streaming"`` (per-site sketches, for large
+    models) or ``"auto"``; ``score_micro_batch`` / ``gradient_checkpointing`` bound the scoring
+    pass's memory (``proxies/settings.py``). Raises ``UserError`` on bad input.
     """
     import math
 
@@ -105,12 +110,14 @@ def search(
     from heterosearch.optimize.build import build_problem, decode
     from heterosearch.proxies import PROXIES
     from heterosearch.proxies.kinds import score_space
+    from heterosearch.proxies.settings import ScoringOptions
     from heterosearch.space import load_space
     from heterosearch.space.budget import parse_budget
 
     if objective != "proxy":
         raise UserError(f"objective {objective!r} is not available from the Python API yet (known: proxy)")
     PROXIES.get(proxy)
+    options = ScoringOptions(method=scoring, micro_batch=score_micro_batch, checkpointing=bool(gradient_checkpointing))
     b = parse_budget(str(budget)) if not isinstance(budget, int) else budget
     if not (isinstance(b, int) and b > 0):
         raise UserError(f"budget must be a positive number of adapter parameters, got {budget!r}")
@@ -122,7 +129,7 @@ def search(
     roles = set(resolve_roles(the_space.lora.roles, all_sites, f"search space {the_space.source}: kinds.lora.roles"))
     sites = [s for s in all_sites if s.role in roles]
     batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches, seed)
-    scores = score_space(model, sites, batches, the_space, [proxy], seed)  # the score stage's own function
+    scores = score_space(model, sites, batches, the_space, [proxy], seed, options)  # the score stage's own function
     problem = build_problem(the_space, sites, scores, proxy, b)
     exact = problem.solve()
     allocation = decode(exact.choice, the_space, sites)

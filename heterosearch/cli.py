@@ -91,6 +91,9 @@ def _main(
 
 DeviceOpt = Annotated[str, typer.Option(help="Where models train and evaluate: auto, cpu, cuda, cuda:N, mps.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 (autocast; CPUs with bf16 support, GPUs) or fp16 (CUDA).")]
+ScoringOpt = Annotated[str, typer.Option(help="Scoring pass: exact (G per site), streaming (sketches; large models) or auto.")]
+MicroOpt = Annotated[Optional[int], typer.Option(help="Examples per scoring forward/backward (gradients accumulated).")]
+CkptOpt = Annotated[bool, typer.Option(help="Gradient checkpointing while scoring (HF models that support it).")]
 
 
 @app.command()
@@ -118,6 +121,9 @@ def run(
     split_seed: Annotated[int, typer.Option(help="Seed of the validation split (the same for every training seed).")] = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    scoring: ScoringOpt = "auto",
+    score_micro_batch: MicroOpt = None,
+    score_checkpointing: CkptOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (finished work is kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
@@ -138,7 +144,8 @@ def run(
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
-                    text_columns=text_columns, label_column=label_column, problem=problem)
+                    text_columns=text_columns, label_column=label_column, problem=problem,
+                    scoring=scoring, score_micro_batch=score_micro_batch, score_checkpointing=score_checkpointing)
     results = run_all(cfg, resume=resume, overwrite=overwrite)
     print_run_summary(results)
     typer.echo(f"wrote {cfg.out}/results.json, report.md, allocation.json, adapter_config.json")
@@ -154,6 +161,9 @@ def score(
     data_dir: DataOpt = None,
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
+    scoring: ScoringOpt = "auto",
+    score_micro_batch: MicroOpt = None,
+    score_checkpointing: CkptOpt = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the run in --out.")] = False,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
@@ -165,7 +175,8 @@ def score(
     from heterosearch.pipeline import Run, RunConfig, stage_score
 
     cfg = RunConfig(task=task, model=model, space=space, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
-                    text_columns=text_columns, label_column=label_column, problem=problem)
+                    text_columns=text_columns, label_column=label_column, problem=problem,
+                    scoring=scoring, score_micro_batch=score_micro_batch, score_checkpointing=score_checkpointing)
     r = Run.open(cfg, resume=True, overwrite=overwrite)
     stage_score(r)
     typer.echo(f"wrote {r.out}/scores.json")

@@ -44,6 +44,9 @@ class RunConfig:
     text_columns: str | None = None  # "a" or "a,b"
     label_column: str | None = None
     problem: str | None = None  # classification | regression
+    scoring: str = "auto"  # exact | streaming | auto (proxies/settings.py): streaming sketches for large models
+    score_micro_batch: int | None = None  # examples per scoring forward/backward (gradient accumulation)
+    score_checkpointing: bool = False  # gradient checkpointing while scoring (HF models that support it)
 
     def __post_init__(self) -> None:
         from heterosearch.proxies.base import PROXIES  # the package's __init__ registers every proxy first
@@ -77,6 +80,7 @@ class RunConfig:
         from heterosearch.train.device import check_precision, resolve_device
 
         check_precision(self.precision, resolve_device(self.device))  # before any work: one line if unusable
+        self.scoring_options()  # validates --scoring and --score-micro-batch
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
 
@@ -101,6 +105,13 @@ class RunConfig:
             device=str(resolve_device_name(self.device)),
         )
 
+    def scoring_options(self) -> Any:
+        """The score stage's ``ScoringOptions``; the streaming pass runs in the training precision."""
+        from heterosearch.proxies.settings import ScoringOptions
+
+        return ScoringOptions(method=self.scoring, micro_batch=self.score_micro_batch,
+                              checkpointing=self.score_checkpointing, precision=self.precision)
+
     def default_out(self) -> Path:
         budget = "scores" if self.budget is None else str(self.budget)
         from heterosearch.tasks import task_slug
@@ -119,7 +130,8 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
+_DEFAULTS = {"warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32",
+             "scoring": "auto", "score_checkpointing": False}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:

@@ -62,7 +62,7 @@ def stage_score(run: Run) -> Any:
     idx = train_batches(enc, run.cfg.batch_size, run.cfg.seed, epoch=0)[: run.cfg.score_batches]
     batches = [collate(run.tokenizer, enc, i) for i in idx]
     model = run.take_model()  # the one loaded with the tokenizer, if unused
-    scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed)
+    scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed, run.cfg.scoring_options())
     if run.space.calibration is not None:  # the space asks for it: proxies/calibration.py
         val = first_batches(run.tokenizer, run.encoded["val"], run.cfg.batch_size, run.space.calibration.val_batches)
         scores.meta["calibration"] = calibrate(model, run.sites, run.space, scores, run.cfg.proxy, batches, val,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from heterosearch.errors import UserError
 from heterosearch.registry import Registry
 
 
@@ -25,12 +26,20 @@ class SiteState:
     scaling: s, one number for every rank of the curve. The scorer calls ``curve`` with
     s = 1 and multiplies rank r's score by s(r) ** ``scale_degree`` (the rule of
     ``space/scale.py`` may make s depend on r).
+
+    Streaming scoring (``settings.py``) never forms G: then ``G`` is None and the state holds
+    what the proxies read instead, from the site's sketch: ``BtG`` = B^T G (r_max, d_in) and
+    ``GAt`` = G A^T (d_out, r_max), exact, and ``sigma``, estimates of G's top singular values
+    (descending). A proxy that needs more of G than these raises ``UserError`` there.
     """
 
-    G: torch.Tensor
+    G: torch.Tensor | None
     A: torch.Tensor
     B: torch.Tensor
     scaling: float
+    BtG: torch.Tensor | None = None  # noqa: N815
+    GAt: torch.Tensor | None = None  # noqa: N815
+    sigma: torch.Tensor | None = None
 
 
 class Proxy:
@@ -60,6 +69,10 @@ def lora_grads(state: SiteState) -> tuple[torch.Tensor, torch.Tensor]:
     Column/row j of these belongs to rank component j, so rank r sums the first r.
     """
     s = state.scaling
+    if state.G is None:  # streaming: the sketch holds both products exactly
+        if state.BtG is None or state.GAt is None:
+            raise UserError("this proxy needs dL/dA and dL/dB, which this scoring state does not hold")
+        return s * state.BtG, s * state.GAt
     dA = s * (state.B.t() @ state.G)
     dB = s * (state.G @ state.A.t())
     return dA, dB

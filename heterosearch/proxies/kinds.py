@@ -69,16 +69,25 @@ def score_kinds(
 
 
 def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, Any]], space: Any,
-                proxies: Sequence[str], seed: int) -> Any:
+                proxies: Sequence[str], seed: int, options: Any = None) -> Any:
     """Every candidate of ``space``: per-site LoRA curves, then the other kinds from the same passes.
 
     The one scoring entry point of the ``score`` stage and of ``heterosearch.search`` (api.py).
+    ``options``: ``proxies.settings.ScoringOptions`` (None = auto). Banks and MoS pools read
+    every member's full G, which the streaming path never forms, so they need the exact path.
     """
+    from heterosearch.errors import UserError
     from heterosearch.proxies.scoring import score_candidates
+    from heterosearch.proxies.settings import as_options
 
+    opts = as_options(options)
+    needs_g = sorted(set(space.kinds) & {"bank", "mos"})
+    if needs_g and "spectral" in proxies and opts.resolve(sites) == "streaming":
+        raise UserError(f"streaming scoring cannot score {', '.join(needs_g)} (they need each site's full gradient): "
+                        "use --scoring exact or a space without them")
     grads: dict[str, Any] = {}
     scores = score_candidates(model, sites, batches, proxies, max(space.lora.ranks), space.lora.scaling, seed,
-                              keep_grads=grads)
+                              keep_grads=grads, options=opts)
     if set(space.kinds) - {"lora"}:
         scores.kinds, scores.undefined = score_kinds(model, sites, batches, space, grads, proxies, seed)
     return scores

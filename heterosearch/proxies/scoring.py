@@ -125,18 +125,27 @@ def score_candidates(
     scaling: Any,
     seed: int,
     keep_grads: dict[str, Any] | None = None,
+    options: Any = None,
 ) -> Scores:
     """Run the shared passes and compute every proxy's curves; the model is not changed.
 
     ``scaling``: the LoRA scale rule (``space/scale.py``) or one number for every rank.
     ``keep_grads``, when given, receives the per-site G of each pass (``"data"``,
-    ``"synflow"``), so the scorers of other adapter kinds reuse them without another pass.
+    ``"synflow"``), so the scorers of other adapter kinds reuse them without another pass
+    (exact path only: the streaming path never forms G).
+    ``options``: ``settings.ScoringOptions`` or a method name; None = ``auto``, which is the
+    exact path unless G would exceed ``settings.AUTO_EXACT_BYTES``.
     """
     import torch
 
     from heterosearch.proxies.base import PROXIES, SiteState
+    from heterosearch.proxies.settings import as_options
     from heterosearch.proxies.state import SCORING_STATE, data_gradients, synflow_gradients, virtual_adapter
     from heterosearch.space.scale import as_scale
+
+    opts = as_options(options)
+    if opts.resolve(sites) == "streaming":
+        return _score_streaming(model, sites, batches, proxies, r_max, scaling, seed, opts)
 
     scale = as_scale(scaling)
     # s(r) for r = 0..r_max, shape (r_max + 1,); rank 0 scores 0 whatever its factor.
@@ -148,7 +157,8 @@ def score_candidates(
     losses: list[float] = []
     if any(k.source == "data" for k in kinds.values()):
         t0 = time.perf_counter()
-        grads["data"], losses = data_gradients(model, sites, batches, total=len(batches))
+        grads["data"], losses = data_gradients(model, sites, batches, total=len(batches),
+                                               micro_batch=opts.micro_batch, checkpointing=opts.checkpointing)
         timings["data_pass"] = time.perf_counter() - t0
     if any(k.source == "synflow" for k in kinds.values()):
         t0 = time.perf_counter()
@@ -179,12 +189,20 @@ def score_candidates(
             curves[name] = per_site
             timings[f"{name}_curves"] = time.perf_counter() - t0
 
-    site_rows = [
-        {"key": s.key, "name": s.name, "layer": s.layer, "role": s.role, "d_in": s.d_in, "d_out": s.d_out}
-        for s in sites
-    ]
-    meta = {
-        "scoring_state": SCORING_STATE,
+    meta = _meta(SCORING_STATE, batches, losses, seed, scale, timings, kinds)
+    meta["scoring"] = {"method": "exact", "micro_batch": opts.micro_batch, "checkpointing": opts.checkpointing}
+    return Scores(sites=_site_rows(sites), r_max=r_max, curves=curves, meta=meta)
+
+
+def _site_rows(sites: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"key": s.key, "name": s.name, "layer": s.layer, "role": s.role, "d_in": s.d_in, "d_out": s.d_out}
+            for s in sites]
+
+
+def _meta(state: str, batches: Sequence[Any], losses: list[float], seed: int, scale: Any, timings: dict[str, float],
+          kinds: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scoring_state": state,
         "batches": len(batches),
         "examples": int(sum(len(b["input_ids"]) for b in batches)),
         "mean_loss": float(np.mean(losses)) if losses else None,
@@ -193,4 +211,36 @@ def score_candidates(
         "seconds": timings,
         "proxies": {n: {"summary": k.summary, "source": k.source} for n, k in kinds.items()},
     }
-    return Scores(sites=site_rows, r_max=r_max, curves=curves, meta=meta)
+
+
+def _score_streaming(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, Any]], proxies: Sequence[str],
+                     r_max: int, scaling: Any, seed: int, opts: Any) -> Scores:
+    """``score_candidates`` on the streaming path (settings.py): curves from per-site sketches."""
+    import torch
+
+    from heterosearch.proxies.base import PROXIES
+    from heterosearch.proxies.streaming import STREAMING_STATE, streaming_states
+    from heterosearch.space.scale import as_scale
+
+    scale = as_scale(scaling)
+    s_of_r = torch.tensor([1.0] + [scale.at(r) for r in range(1, r_max + 1)], dtype=torch.float64)
+    kinds = {p: PROXIES.get(p)() for p in proxies}
+    timings: dict[str, float] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    states, losses, info = streaming_states(model, sites, batches, {k.source for k in kinds.values()}, r_max,
+                                            seed, opts, _site_workers, timings)
+    with _site_workers(len(sites)) as pool:
+        for name, proxy in kinds.items():
+            t0 = time.perf_counter()
+            by_key = states[proxy.source]
+
+            def curve(s: Any, proxy: Any = proxy, by_key: dict[str, Any] = by_key) -> list[float]:
+                return (proxy.curve(by_key[s.key]()).double() * s_of_r ** proxy.scale_degree).tolist()
+
+            per_site = dict(zip((s.key for s in sites), pool.map(curve, sites)))
+            check_scores(name, per_site)
+            curves[name] = per_site
+            timings[f"{name}_curves"] = time.perf_counter() - t0
+    meta = _meta(STREAMING_STATE, batches, losses, seed, scale, timings, kinds)
+    meta["scoring"] = info
+    return Scores(sites=_site_rows(sites), r_max=r_max, curves=curves, meta=meta)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from heterosearch.errors import UserError
 from heterosearch.proxies.base import PROXIES, Proxy, SiteState, with_rank_zero
 
 
@@ -21,7 +22,10 @@ class Spectral(Proxy):
 
     def curve(self, state: SiteState) -> torch.Tensor:
         r_max = state.A.shape[0]
-        sigma = torch.linalg.svdvals(state.G)
+        # Streaming scoring: the sketch's estimates of the top singular values (sketch.py).
+        sigma = torch.linalg.svdvals(state.G) if state.G is not None else state.sigma
+        if sigma is None:
+            raise UserError("spectral needs G or its singular values, which this scoring state does not hold")
         padded = sigma.new_zeros(r_max)
         k = min(r_max, sigma.numel())
         padded[:k] = sigma[:k] ** 2

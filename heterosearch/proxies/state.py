@@ -65,16 +65,26 @@ class _OnlySiteGrads:
 
 
 def data_gradients(
-    model: nn.Module, sites: Sequence[Site], batches: Iterable[dict[str, torch.Tensor]], total: int | None = None
+    model: nn.Module, sites: Sequence[Site], batches: Iterable[dict[str, torch.Tensor]], total: int | None = None,
+    micro_batch: int | None = None, checkpointing: bool = False,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """G per site (float64, (d_out, d_in)) summed over batches, and the loss of each batch."""
+    """G per site (float64, (d_out, d_in)) summed over batches, and the loss of each batch.
+
+    ``micro_batch`` / ``checkpointing``: as ``streaming.sketch_pass`` (gradient accumulation over
+    micro-batches; reentrant checkpoints, which need the embeddings' output to require grad).
+    """
+    from heterosearch.proxies.streaming import checkpointed, input_grads, micro_batches
+
     grads = {s.key: torch.zeros(s.d_out, s.d_in, dtype=torch.float64) for s in sites}
     losses: list[float] = []
-    with _OnlySiteGrads(model, sites) as ctx:
+    with _OnlySiteGrads(model, sites) as ctx, checkpointed(model, checkpointing), input_grads(model, checkpointing):
         for batch in track(batches, "scoring: gradients", total=total):
-            loss = model(**batch).loss
-            loss.backward()
-            losses.append(float(loss.detach()))
+            batch_loss = 0.0
+            for part, weight in micro_batches(batch, micro_batch):
+                loss = model(**part).loss
+                (loss * weight if weight != 1.0 else loss).backward()
+                batch_loss += float(loss.detach()) * weight
+            losses.append(batch_loss)
             for site, w in zip(sites, ctx.weights):
                 # In-place float64 accumulation of the float32 gradient (exact cast, no temporary copy).
                 grads[site.key].add_(_as_out_in(w.grad, site))  # type: ignore[arg-type]

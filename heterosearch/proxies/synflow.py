@@ -21,4 +21,6 @@ class Synflow(Proxy):
     summary = "data-free: sum |A * dR/dA| + |B * dR/dB| on |W|, all-ones input, float64"
 
     def curve(self, state: SiteState) -> torch.Tensor:
+        if state.G is None:  # streaming: BtG / GAt already hold |B|^T |G| and |G| |A|^T (sketch.SiteSynflow)
+            return saliency_curve(SiteState(None, state.A.abs(), state.B.abs(), state.scaling, state.BtG, state.GAt))
         return saliency_curve(SiteState(state.G.abs(), state.A.abs(), state.B.abs(), state.scaling))

@@ -1,0 +1,258 @@
+"""The streaming scoring passes: per-site sketches from hooks, no parameter gradient formed.
+
+The model runs as a *frozen* model: no parameter requires grad; the input embeddings' output
+does, so the backward pass reaches every site's output (as in LoRA training of a frozen base).
+Per site, a forward hook keeps a reference to the input x (the tensor itself, no copy) and
+puts a tensor hook on the output; when the output gradient delta arrives, ``SiteSketch.add``
+folds (x, delta) into Y and Z and both are released. So the memory on top of a frozen
+forward+backward is the sites' inputs that autograd would not have kept (a frozen linear does
+not save its input) plus O((d_in + d_out)(k + l) + s^2) per site.
+
+Gradient checkpointing (HF ``supports_gradient_checkpointing``) uses reentrant checkpoints: the
+first forward of a layer runs without grad, so the hooks do nothing; the recompute in backward
+runs with grad and feeds them once. HF only checkpoints layers in training mode, so the
+checkpointed layer modules themselves are put in training mode while every submodule (dropout,
+attention) stays in eval mode; the scores do not change (tests/test_streaming.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from heterosearch.errors import UserError
+from heterosearch.models.sites import Site
+from heterosearch.progress import track
+from heterosearch.proxies.sketch import SiteSketch, SiteSynflow
+
+
+def micro_batches(batch: dict[str, Any], size: int | None) -> Iterator[tuple[dict[str, Any], float]]:
+    """(micro-batch, weight) pairs with sum_m weight_m * loss_m = the batch loss.
+
+    HF classification / regression losses are means over examples, so a micro-batch of n_m of
+    the batch's n examples is weighted n_m / n and the accumulated gradient is the batch's.
+    """
+    n = len(batch["input_ids"])
+    if size is None or size >= n:
+        yield batch, 1.0
+        return
+    for start in range(0, n, size):
+        part = {k: (v[start:start + size] if torch.is_tensor(v) and v.dim() > 0 and len(v) == n else v)
+                for k, v in batch.items()}
+        yield part, min(size, n - start) / n
+
+
+@contextmanager
+def checkpointed(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Reentrant gradient checkpointing of the model's layers inside (no-op unless ``enabled``).
+
+    The model is left as found: checkpointing flags, and each module's train/eval mode (the
+    caller restores modes; this only flips the checkpointed layers, see the module doc).
+    """
+    if not enabled:
+        yield
+        return
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise UserError(f"{type(model).__name__} does not support gradient checkpointing: "
+                        "score without --score-checkpointing")
+    was_on = bool(getattr(model, "is_activation_checkpointing", getattr(model, "is_gradient_checkpointing", False)))
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    else:  # older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+    for layer in layers:
+        layer.training = True  # the layer module only: its dropout / attention children stay in eval
+    try:
+        yield
+    finally:
+        if not was_on:
+            disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+            disable()
+
+
+@contextmanager
+def input_grads(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """The input embeddings' output requires grad inside, so backward reaches every layer even
+    when no parameter before a site requires grad (and reentrant checkpoints see a grad input)."""
+    if not enabled:
+        yield
+        return
+
+    def needs_grad(module: nn.Module, args: Any, output: Any) -> Any:
+        if torch.is_tensor(output) and torch.is_grad_enabled() and not output.requires_grad:
+            return output.detach().requires_grad_(True)
+        return output
+
+    handle = model.get_input_embeddings().register_forward_hook(needs_grad)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """No parameter requires grad, eval mode, embeddings' output requires grad; all restored after."""
+    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    try:
+        with input_grads(model):
+            yield
+    finally:
+        for p, flag, grad in flags:
+            p.requires_grad_(flag)
+            p.grad = grad
+        for module, training in modes:
+            module.training = training
+
+
+def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    if args:
+        return args[0]
+    for name in ("input", "x", "hidden_states"):
+        if name in kwargs:
+            return kwargs[name]
+    raise ValueError(f"cannot find the input among the keyword arguments {sorted(kwargs)}")
+
+
+def _hook_sites(model: nn.Module, sites: Sequence[Site], add: Callable[[Site, torch.Tensor, torch.Tensor], None]) -> list[Any]:
+    """Forward hooks that call ``add(site, x, delta)`` once the output gradient of the site arrives."""
+
+    def on_forward(site: Site, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if not (torch.is_grad_enabled() and torch.is_tensor(output) and output.requires_grad):
+            return  # e.g. the no-grad first forward of a checkpointed layer
+        x = _first_input(args, kwargs).detach()
+        output.register_hook(lambda delta: add(site, x, delta.detach()))
+
+    return [model.get_submodule(s.name).register_forward_hook(functools.partial(on_forward, s), with_kwargs=True)
+            for s in sites]
+
+
+def sketch_pass(
+    model: nn.Module, sites: Sequence[Site], batches: Sequence[dict[str, torch.Tensor]], r_max: int,
+    widths: tuple[int, int, int], seed: int, options: Any,
+) -> tuple[dict[str, SiteSketch], list[float]]:
+    """Per-site sketches of G summed over ``batches``, and each batch's loss; the model is not changed."""
+    from heterosearch.train.device import autocast
+
+    sketches = {s.key: SiteSketch.zeros(s, r_max, widths, seed) for s in sites}
+    losses: list[float] = []
+    device = next(model.parameters()).device
+    handles = _hook_sites(model, sites, lambda site, x, delta: sketches[site.key].add(x, delta))
+    try:
+        with frozen(model), checkpointed(model, options.checkpointing):
+            for batch in track(batches, "scoring: sketches", total=len(batches)):
+                total = 0.0
+                for part, weight in micro_batches(batch, options.micro_batch):
+                    with autocast(device, options.precision):
+                        loss = model(**part).loss
+                    if loss is None:
+                        raise UserError("scoring needs batches with labels (the model returned no loss)")
+                    (loss.float() * weight).backward()
+                    total += float(loss.detach()) * weight
+                losses.append(total)
+    finally:
+        for h in handles:
+            h.remove()
+    return sketches, losses
+
+
+def synflow_pass(model: nn.Module, sites: Sequence[Site], r_max: int, seed: int, seq_len: int = 16) -> dict[str, SiteSynflow]:
+    """synflow's |B|^T|G| and |G||A|^T per site on the float64 |W| twin (``state._abs_float64_twin``).
+
+    As ``state.synflow_gradients`` (R = sum of logits, all-ones input embeddings) but without
+    any parameter gradient: only one site's G of this 16-token pass exists at a time.
+    """
+    from heterosearch.proxies.state import _abs_float64_twin
+
+    twin = _abs_float64_twin(model)
+    out = {s.key: SiteSynflow.zeros(s, r_max, seed) for s in sites}
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    handles = _hook_sites(twin, sites, lambda site, x, delta: out[site.key].add(x, delta))
+    try:
+        embed_dim = twin.get_input_embeddings().embedding_dim
+        ones = torch.ones(1, seq_len, embed_dim, dtype=torch.float64, requires_grad=True)
+        mask = torch.ones(1, seq_len, dtype=torch.long)
+        twin(inputs_embeds=ones, attention_mask=mask).logits.sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    del twin
+    return out
+
+
+STREAMING_STATE = (
+    "frozen base model (eval mode, no dropout), no parameter gradient formed; per site float32 sketches "
+    "Y = G [A^T | Gaussian] and Z = [B | Gaussian]^T G of G = dL/dW0 accumulated from per-token inputs and output "
+    "gradients; dL/dA = s B^T G and dL/dB = s G A^T exact from them (same seeded virtual adapter as the exact path); "
+    "and a core sketch Phi^T G Xi; top singular values of G from the three sketches (Tropp et al. 2019); synflow from |G| of its one pass, "
+    "formed one site at a time"
+)
+
+
+def streaming_states(
+    model: nn.Module, sites: Sequence[Site], batches: Sequence[dict[str, torch.Tensor]], sources: set[str],
+    r_max: int, seed: int, options: Any, workers: Any, timings: dict[str, float],
+) -> tuple[dict[str, dict[str, Any]], list[float], dict[str, Any]]:
+    """({source: {site key: state()}}, batch losses, meta) for the streaming path.
+
+    A state is a callable that builds the site's ``SiteState`` when a proxy asks for it: the
+    virtual adapter and the float64 copies of B^T G and G A^T exist for one site at a time,
+    so what stays in memory between proxies is the float32 sketches and k singular values per
+    site. ``workers(n)`` (``scoring._site_workers``) gives the pool for the per-site
+    reconstructions (one QR, two least squares and an SVD of k x l each), opened after the
+    pass, which keeps every torch thread; each core sketch is dropped once its values exist.
+    """
+    import time
+
+    from heterosearch.proxies.base import SiteState
+    from heterosearch.proxies.settings import sketch_widths
+    from heterosearch.proxies.state import virtual_adapter
+
+    widths = sketch_widths(r_max, options.oversample)
+    states: dict[str, dict[str, Any]] = {}
+    losses: list[float] = []
+    if "data" in sources:
+        t0 = time.perf_counter()
+        sketches, losses = sketch_pass(model, sites, batches, r_max, widths, seed, options)
+        timings["data_pass"] = time.perf_counter() - t0
+
+        def data_state(s: Site) -> Callable[[], Any]:
+            sk = sketches.pop(s.key)
+            sigma = sk.singular_values()
+            sk.S = sk.S.new_zeros(0, 0)  # the core is only needed for sigma
+
+            def state() -> Any:
+                BtG, GAt = sk.lora_grads()  # noqa: N806
+                return SiteState(None, *virtual_adapter(s, r_max, seed), 1.0, BtG=BtG, GAt=GAt, sigma=sigma)
+
+            return state
+
+        t0 = time.perf_counter()
+        with workers(len(sites)) as pool:
+            states["data"] = dict(zip((s.key for s in sites), pool.map(data_state, sites)))
+        timings["sketch_reconstruction"] = time.perf_counter() - t0
+    if "synflow" in sources:
+        t0 = time.perf_counter()
+        syn = synflow_pass(model, sites, r_max, seed)
+
+        def synflow_state(s: Site, st: SiteSynflow) -> Callable[[], Any]:
+            return lambda: SiteState(None, *virtual_adapter(s, r_max, seed), 1.0, BtG=st.dA, GAt=st.dB)
+
+        states["synflow"] = {s.key: synflow_state(s, syn.pop(s.key)) for s in sites}
+        timings["synflow_pass"] = time.perf_counter() - t0
+    k, l, core = widths  # noqa: E741
+    meta = {"method": "streaming", "sketch_k": k, "sketch_l": l, "sketch_core": core, "micro_batch": options.micro_batch,
+            "checkpointing": options.checkpointing, "precision": options.precision}
+    return states, losses, meta
