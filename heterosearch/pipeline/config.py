@@ -22,6 +22,7 @@ class RunConfig:
     model: str | None = None
     space: str = "lora"
     proxy: str = "spectral"
+    objective: str = "proxy"  # what the search maximises (optimize.objective.OBJECTIVES)
     trials: int = 300
     train_epochs: float = recipe.EPOCHS
     max_train_steps: int | None = None
@@ -46,6 +47,9 @@ class RunConfig:
 
         TASKS.get(self.task)  # unknown task -> UserError with a suggestion
         PROXIES.get(self.proxy)
+        from heterosearch.optimize.objective import check_objective
+
+        check_objective(self.objective)
         for p in self.proxies:
             PROXIES.get(p)
         if self.proxy not in self.proxies:
@@ -94,7 +98,8 @@ class RunConfig:
 
     def default_out(self) -> Path:
         budget = "scores" if self.budget is None else str(self.budget)
-        return Path("runs") / f"{self.task}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
+        objective = "" if self.objective == "proxy" else f"-{self.objective}"
+        return Path("runs") / f"{self.task}-{Path(self.space).stem}-{budget}-{self.proxy}{objective}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,7 +113,7 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"warmup": 0.06, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
+_DEFAULTS = {"objective": "proxy", "warmup": 0.06, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32"}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:
