@@ -73,7 +73,8 @@ class Lookahead:
         self.to_allocation, self.cfg = to_allocation, cfg
         self.fit, self.val = list(fit)[: cfg.fit_batches], list(val)[: cfg.val_batches]
         self.start_loss = self._val_loss(self._fresh_head_model())
-        self.seconds: list[float] = []  # per trained allocation (cache hits excluded)
+        self.seconds: list[float] = []  # wall seconds per trained allocation (cache hits excluded)
+        self.cpu_seconds: list[float] = []  # CPU seconds of this process, the same (wall time depends on machine load)
         self._cache: dict[str, float] = {}  # a repaired point often equals one already trained: deterministic, so reuse
 
     def _fresh_head_model(self) -> Any:
@@ -103,7 +104,7 @@ class Lookahead:
         key = json.dumps(allocation.to_dict(), sort_keys=True)
         if key in self._cache:
             return self._cache[key]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model = self._fresh_head_model()
         apply_allocation(model, self.sites, allocation, self.scaling, seed=self.cfg.seed)
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -116,6 +117,7 @@ class Lookahead:
             optimizer.zero_grad(set_to_none=True)
         after = self._val_loss(model)
         self.seconds.append(time.perf_counter() - t0)
+        self.cpu_seconds.append(time.process_time() - c0)
         value = self.start_loss - after  # NaN/inf if training diverged: the objective fails that trial, never ranks it
         self._cache[key] = value
         return value

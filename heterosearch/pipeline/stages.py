@@ -145,8 +145,9 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     if lookahead_run:
         summary["lookahead"] = {
             **extra["objective_spec"]["config"], "start_val_loss": extra["evaluate"].start_loss,
-            "seconds_per_trial": sorted(extra["evaluate"].seconds)[len(extra["evaluate"].seconds) // 2]
-            if extra["evaluate"].seconds else None,  # median over the allocations this process trained
+            # medians over the allocations this process trained (wall time grows with the machine's load)
+            "seconds_per_trial": _median(extra["evaluate"].seconds),
+            "cpu_seconds_per_trial": _median(extra["evaluate"].cpu_seconds),
             "warm_starts": [name for name, _ in extra["warm_starts"]],
             "margin_over_exact": result.best_objective - exact_value,  # winner - knapsack pick, on this objective
         }
@@ -157,6 +158,10 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         f"= {100 * ratio:.1f}% of the {'knapsack pick' if lookahead_run else 'exact optimum'} {exact_value:.4f}"
         f" (winner: {source})")
     return winner, summary
+
+
+def _median(xs: list[float]) -> float | None:
+    return sorted(xs)[len(xs) // 2] if xs else None
 
 
 def write_peft_native(run: Run, winner: Allocation) -> Path | None:
