@@ -8,7 +8,7 @@ much that lowers the validation loss.
 The B = 0 pitfall (docs/methods.md section 2): at init every adapter's output is 0, so the
 adapted model equals the base model and many gradients vanish; an objective measured there
 would be the same for every allocation. So the allocation first takes ``steps`` AdamW steps
-(the recipe's lr, constant: too few steps for a warm-up) on ``fit`` batches; after the first
+(the recipe's lr, constant: too few steps for a warm-up) on small ``fit`` batches; after the first
 step B != 0 and every adapter trains. The value is
 
     value = mean val loss of the starting model - mean val loss after the steps   (nats/example)
@@ -39,15 +39,19 @@ from heterosearch.errors import UserError
 class LookaheadConfig:
     """How one lookahead trial trains and measures (recorded in search.json)."""
 
-    steps: int = 8  # AdamW steps on the fit batches (cycled)
+    # Sized for a ~4-minute search on MiniLM at one CPU thread (benchmarks/lookahead_seconds.py):
+    # one recipe-size step (batch 32 x ~100 tokens) cost ~12 CPU s on the loaded 2-core machine,
+    # so a trial is 4 steps of 8 examples plus 64 validation examples (~1.7 such steps).
+    steps: int = 4  # AdamW steps on the fit batches (cycled)
     fit_batches: int = 4  # distinct training batches the steps cycle through
-    val_batches: int = 4  # held-out batches of the validation split
-    val_batch_size: int = 64
+    fit_batch_size: int = 8
+    val_batches: int = 2  # held-out batches of the validation split
+    val_batch_size: int = 32
     lr: float = 1e-3  # the recipe's (recipe.LR); the run passes its own --lr
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "fit_batches", "val_batches", "val_batch_size"):
+        for name in ("steps", "fit_batches", "fit_batch_size", "val_batches", "val_batch_size"):
             if not 1 <= getattr(self, name) <= 10_000:
                 raise UserError(f"lookahead {name} must be in [1, 10000], got {getattr(self, name)}")
         if not 0 < self.lr <= 10:
@@ -123,18 +127,17 @@ class Lookahead:
         return value
 
 
-def fit_and_val_batches(tokenizer: Any, train: Any, val: Any, batch_size: int, cfg: LookaheadConfig
+def fit_and_val_batches(tokenizer: Any, train: Any, val: Any, cfg: LookaheadConfig
                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The run's lookahead batches: the first training batches of epoch 0 (the data order of
-    training at ``cfg.seed``) and a seeded draw of validation examples (not length-sorted, so
-    not only the shortest ones)."""
+    """The run's lookahead batches: seeded random draws of training examples (not length-grouped:
+    the first grouped batch is the longest) and of validation examples (not length-sorted)."""
     import numpy as np
 
     from heterosearch.tasks.batching import collate, train_batches
 
     if len(val) == 0:
         raise UserError("the lookahead objective needs a validation split: raise --val-fraction")
-    fit_idx = train_batches(train, batch_size, cfg.seed, epoch=0)[: cfg.fit_batches]
+    fit_idx = train_batches(train, cfg.fit_batch_size, cfg.seed, epoch=0, grouped=False)[: cfg.fit_batches]
     order = np.random.default_rng(cfg.seed).permutation(len(val))[: cfg.val_batches * cfg.val_batch_size].tolist()
     val_idx = [order[i:i + cfg.val_batch_size] for i in range(0, len(order), cfg.val_batch_size)]
     return [collate(tokenizer, train, i) for i in fit_idx], [collate(tokenizer, val, i) for i in val_idx]
@@ -155,7 +158,7 @@ def for_run(run: Any, cfg: LookaheadConfig) -> Lookahead:
     from heterosearch.optimize.build import decode
 
     tokenizer = run.tokenizer
-    fit, val = fit_and_val_batches(tokenizer, run.encoded["train"], run.encoded["val"], run.cfg.batch_size, cfg)
+    fit, val = fit_and_val_batches(tokenizer, run.encoded["train"], run.encoded["val"], cfg)
     space, sites = run.space, run.sites
     return Lookahead(run.take_model(), run.all_sites, space.lora.scaling, lambda choice: decode(choice, space, sites),
                      fit, val, cfg)
