@@ -33,11 +33,13 @@ class SearchResult:
     params: int  # exact adapter parameters (shared tensors once)
     budget: int
     proxy: str
-    objective: float  # the proxy objective at the optimum (sum of the chosen options' scores, normalised)
+    objective: float  # the objective at the winner (proxy: normalised score sum; lookahead: val-loss drop)
     space: Any  # SearchSpace
     sites: dict[str, Any] = field(repr=False)  # site key -> Site, every adaptable site of the model
     base_model_id: str | None = None
     prefix: str = ""  # the task wrapper's base_model_prefix ("bert"): stripped from PEFT module names
+    objective_name: str = "proxy"
+    winner_source: str = "exact"  # "exact" (proxy), or the best trial's: "optuna", "warm:exact", "warm:uniform_qv" ...
 
     def lora_config(self, task_type: str | None = "SEQ_CLS", **overrides: Any) -> Any:
         """A ``peft.LoraConfig`` for ``get_peft_model``: one rank per module, relative module names
@@ -94,53 +96,97 @@ def search(
     scoring: str = "auto",
     score_micro_batch: int | None = None,
     gradient_checkpointing: bool = False,
+    trials: int = 40,
+    val_data: Any = None,
+    lr: float = 1e-3,
 ) -> SearchResult:
     """Search where ``model``'s LoRA parameters go under ``budget`` (see the module doc).
 
     ``model``: a Hugging Face model with its task head (e.g. ``AutoModelForSequenceClassification``);
-    it is scored, not changed. ``objective``: ``"proxy"`` (the zero-cost objective; the only one
-    without training). ``scoring``: ``"exact"``, ``"streaming"`` (per-site sketches, for large
-    models) or ``"auto"``; ``score_micro_batch`` / ``gradient_checkpointing`` bound the scoring
-    pass's memory (``proxies/settings.py``). Raises ``UserError`` on bad input.
+    it is scored, not changed. ``objective``: ``"proxy"`` (the zero-cost objective, solved
+    exactly; ``trials`` unused) or ``"lookahead"`` (an in-memory Optuna study of ``trials``
+    trials, warm-started with the exact proxy optimum, the uniform baselines and the proxy's
+    shortlist; each trial trains a copy of ``model`` for a few steps at ``lr`` and measures the
+    drop of loss on ``val_data``, which takes the same forms as ``train_data``; without it,
+    the batches after the scoring batches of ``train_data`` are held out). ``scoring``: ``"exact"``,
+    ``"streaming"`` (per-site sketches, for large models) or ``"auto"``; ``score_micro_batch`` /
+    ``gradient_checkpointing`` bound the scoring pass's memory (``proxies/settings.py``). Raises ``UserError`` on bad input.
     """
     import math
 
     from heterosearch.models import discover_sites
     from heterosearch.models.roles import resolve_roles
     from heterosearch.optimize.build import build_problem, decode
+    from heterosearch.optimize.objective import check_objective
     from heterosearch.proxies import PROXIES
     from heterosearch.proxies.kinds import score_space
     from heterosearch.proxies.settings import ScoringOptions
     from heterosearch.space import load_space
     from heterosearch.space.budget import parse_budget
 
-    if objective != "proxy":
-        raise UserError(f"objective {objective!r} is not available from the Python API yet (known: proxy)")
+    check_objective(objective)
     PROXIES.get(proxy)
     options = ScoringOptions(method=scoring, micro_batch=score_micro_batch, checkpointing=bool(gradient_checkpointing))
     b = parse_budget(str(budget)) if not isinstance(budget, int) else budget
     if not (isinstance(b, int) and b > 0):
         raise UserError(f"budget must be a positive number of adapter parameters, got {budget!r}")
-    if not (1 <= score_batches <= 100_000 and 1 <= batch_size <= 4096 and 0 <= seed < 2**32):
-        raise UserError("score_batches, batch_size and seed must be in [1, 1e5], [1, 4096] and [0, 2**32)")
+    if not (1 <= score_batches <= 100_000 and 1 <= batch_size <= 4096 and 0 <= seed < 2**32 and 1 <= trials <= 10**6):
+        raise UserError("score_batches, batch_size, seed and trials must be in [1, 1e5], [1, 4096], [0, 2**32) and [1, 1e6]")
     the_space = load_space(str(space))
     all_sites = discover_sites(model, the_space.site_roles)
     # q, k, v -> qkv on a fused model; a role with no site is an error (models/roles.py)
     roles = set(resolve_roles(the_space.lora.roles, all_sites, f"search space {the_space.source}: kinds.lora.roles"))
     sites = [s for s in all_sites if s.role in roles]
-    batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches, seed)
+    if not sites:
+        raise UserError(f"space {the_space.name!r} adapts roles {sorted(roles)}, which this model does not have")
+    la_cfg = None
+    if objective == "lookahead":
+        from heterosearch.optimize.lookahead import LookaheadConfig
+
+        la_cfg = LookaheadConfig(lr=lr, seed=seed)
+    held_out = la_cfg.val_batches if la_cfg is not None and val_data is None else 0
+    batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches + held_out, seed)
+    if held_out and len(batches) <= score_batches:
+        raise UserError(f"train_data has {len(batches)} batches: the lookahead objective needs more than score_batches "
+                        f"({score_batches}) to hold some out, or pass val_data")
+    val_batches = batches[score_batches:] if held_out else None
+    batches = batches[:score_batches]
     scores = score_space(model, sites, batches, the_space, [proxy], seed, options)  # the score stage's own function
     problem = build_problem(the_space, sites, scores, proxy, b)
     exact = problem.solve()
-    allocation = decode(exact.choice, the_space, sites)
+    choice, value, source = exact.choice, float(exact.value), "exact"
+    if la_cfg is not None:
+        choice, value, source = _lookahead_search(model, all_sites, sites, the_space, problem, exact, batches,
+                                                  val_batches, val_data, tokenizer, batch_size, max_length, la_cfg, trials)
+    allocation = decode(choice, the_space, sites)
     site_map = {s.key: s for s in all_sites}
-    value = float(exact.value)
     return SearchResult(
         allocation=allocation, params=allocation.params(site_map), budget=b, proxy=proxy,
         objective=value if math.isfinite(value) else 0.0, space=the_space, sites=site_map,
         base_model_id=getattr(model, "name_or_path", None) or None,
-        prefix=getattr(model, "base_model_prefix", "") or "",
+        prefix=getattr(model, "base_model_prefix", "") or "", objective_name=objective, winner_source=source,
     )
+
+
+def _lookahead_search(model: Any, all_sites: list[Any], sites: list[Any], space: Any, problem: Any, exact: Any,
+                      fit: list[Any], val: list[Any] | None, val_data: Any, tokenizer: Any, batch_size: int,
+                      max_length: int, cfg: Any, trials: int) -> tuple[dict[str, Any], float, str]:
+    """An in-memory lookahead study over ``problem`` (``optimize/lookahead.py``): (choice, value, winner source)."""
+    from heterosearch.optimize.build import decode
+    from heterosearch.optimize.lookahead import Lookahead
+    from heterosearch.optimize.shortlist import shortlist
+    from heterosearch.optimize.study import IN_MEMORY, run_search
+    from heterosearch.optimize.warm import warm_starts
+
+    if val is None:
+        val = _batches(val_data, tokenizer, model, batch_size, max_length, cfg.val_batches, cfg.seed)
+    evaluate = Lookahead(model, all_sites, space.lora.scaling, lambda c: decode(c, space, sites), fit, val, cfg)
+    warm = warm_starts(problem, exact.choice, shortlist(problem, exact=exact), sites, space.baseline.roles,
+                       space.lora.roles, space.lora.ranks)
+    result = run_search(problem, trials, cfg.seed, None, storage=IN_MEMORY, warm_starts=warm, evaluate=evaluate,
+                        objective_spec={"name": "lookahead", "config": cfg.to_dict()})
+    source = "optuna" if result.best_source.startswith("sampler") else result.best_source
+    return result.best_choice, result.best_objective, source
 
 
 def verify(run_dir: str | Path, seeds: int | Sequence[int] = 3, methods: str | Sequence[str] | None = None,

@@ -44,6 +44,7 @@ from heterosearch.options import (
     LrOpt,
     MaxLengthOpt,
     ModelOpt,
+    ObjectiveOpt,
     OneLineErrors,
     OutOpt,
     ProblemOpt,
@@ -104,6 +105,7 @@ def run(
     model: ModelOpt = None,
     space: SpaceOpt = "lora",
     proxy: ProxyOpt = "spectral",
+    objective: ObjectiveOpt = "proxy",
     trials: TrialsOpt = 300,
     train_epochs: EpochsOpt = recipe.EPOCHS,
     max_train_steps: StepsOpt = None,
@@ -140,7 +142,7 @@ def run(
     check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout)
-    cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, train_epochs=train_epochs,
+    cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_epochs=train_epochs,
                     max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
@@ -188,6 +190,7 @@ def search(
     run_dir: Annotated[Path, typer.Argument(help="Run folder made by `score` or `run`.")],
     budget: BudgetOpt = None,
     proxy: Annotated[Optional[str], typer.Option(help="Proxy to maximise (default: the run's).")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="proxy or lookahead (default: the run's).")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (default: the run's).")] = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -198,7 +201,8 @@ def search(
     check_common(trials=trials)
     from heterosearch.pipeline import Run, stage_score, stage_search
 
-    r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, trials=trials, storage=storage)
+    r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, objective=objective, trials=trials,
+                   storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
     r.save_config()

@@ -100,10 +100,15 @@ def test_worker_joins_a_journal_study_and_counts_exactly(tmp_path: Path) -> None
     study = open_study(journal)
     count = states(study)
     assert count["COMPLETE"] == 30, count
-    assert set(count) <= {"COMPLETE", "PRUNED"}, count  # PRUNED: a surplus trial given up before it sampled
+    # PRUNED: a surplus trial given up before it sampled, or an over-budget point whose repair was enqueued
+    assert set(count) <= {"COMPLETE", "PRUNED"}, count
     for t in study.get_trials(deepcopy=False):
         if t.state.name == "PRUNED":
-            assert t.user_attrs.get("surplus") and not t.params
+            surplus = t.user_attrs.get("surplus") and not t.params
+            over = t.user_attrs.get("repaired") and problem.evaluate(t.params)[1] > problem.budget
+            assert surplus or over, t.user_attrs
+        if t.state.name == "COMPLETE":
+            assert problem.evaluate(t.params)[1] <= problem.budget  # params are what was evaluated
     # The objective is the run's: every complete trial's value is the problem's value of its ranks.
     for t in study.get_trials(deepcopy=False, states=None):
         if t.state.name == "COMPLETE":
@@ -143,7 +148,13 @@ def test_trial_of_a_dead_process_is_failed_and_retried_on_a_journal(tmp_path: Pa
     trials = study.get_trials(deepcopy=False)
     assert trials[orphan.number].state.name == "FAIL"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
-    assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == orphan_params
+    assert len(retried) == 1 and retried[0].params == orphan_params
+    if problem.evaluate(orphan_params)[1] <= problem.budget:
+        assert retried[0].state.name == "COMPLETE"
+    else:  # over budget: the retry is pruned and its repair evaluated as the next trial
+        assert retried[0].state.name == "PRUNED" and retried[0].user_attrs["repaired"]
+        fixed = [t for t in trials if t.user_attrs.get("repaired_from") == retried[0].number]
+        assert len(fixed) == 1 and fixed[0].state.name == "COMPLETE" and fixed[0].params == problem.repair(orphan_params)
     assert states(study)["COMPLETE"] == 6
 
 
@@ -307,8 +318,13 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(pg_
     # The killed worker's trial failed (heartbeat) and its parameters ran once more, to completion.
     assert trials[victim.number].state.name == "FAIL"
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
-    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
-    assert retries[0].params == victim.params
+    assert len(retries) == 1 and retries[0].params == victim.params
+    if problem.evaluate(victim.params)[1] <= problem.budget:
+        assert retries[0].state.name == "COMPLETE"
+    else:  # over budget: the retry is pruned and its repair evaluated as another trial
+        assert retries[0].state.name == "PRUNED" and retries[0].user_attrs["repaired"]
+        fixed = [t for t in trials if t.user_attrs.get("repaired_from") == retries[0].number]
+        assert len(fixed) == 1 and fixed[0].state.name == "COMPLETE" and fixed[0].params == problem.repair(victim.params)
     assert [t.number for t in trials if t.state.name == "FAIL"] == [victim.number]
     # The work was shared, and every value is the stored problem's.
     assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in complete}) >= 2
@@ -341,11 +357,17 @@ def test_search_on_postgres_is_joined_by_a_worker(pg_url: str, tmp_path: Path) -
     assert not (out / "study.journal").exists()
 
     res = run_worker(pg_url, study_name=out.name, n_trials=20, seed=5)
-    assert (res.ran, res.complete) == (8, 20)
-    assert states(open_study(pg_url, out.name)) == Counter({"COMPLETE": 20})
+    assert res.complete == 20 and res.ran >= 8  # ran: also the over-budget points it pruned (their repairs count)
+
+    def complete_and_repaired() -> Counter:
+        study = open_study(pg_url, out.name)
+        assert all(t.user_attrs.get("repaired") for t in study.get_trials(deepcopy=False) if t.state.name == "PRUNED")
+        return Counter(t.state.name for t in study.get_trials(deepcopy=False) if t.state.name != "PRUNED")
+
+    assert complete_and_repaired() == Counter({"COMPLETE": 20})
 
     # Searching again with the larger count finds the work done: no trial is added.
     again = CliRunner().invoke(app, [*search[:5], "20", *search[6:]], env=env)
     assert again.exit_code == 0, again.output
     assert json.loads((out / "search.json").read_text())["trials"] == 20
-    assert states(open_study(pg_url, out.name)) == Counter({"COMPLETE": 20})
+    assert complete_and_repaired() == Counter({"COMPLETE": 20})

@@ -106,6 +106,9 @@ UPSTREAM = {
     ("heterosearch.export.schema.files", "heterosearch.pipeline.config"),
     # the train stage ends with report.md (the report reads files, never the pipeline)
     ("heterosearch.pipeline.stages", "heterosearch.report.render"),
+    # a worker joining a lookahead study rebuilds the run's model and data from the settings stored in it
+    ("heterosearch.optimize.lookahead", "heterosearch.pipeline.config"),
+    ("heterosearch.optimize.lookahead", "heterosearch.pipeline.inputs"),
 }
 
 

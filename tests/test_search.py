@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from heterosearch.optimize import PARAM_PREFIX, Problem, run_search
+from heterosearch.optimize.objective import trial_choice
+from heterosearch.optimize.storage import open_storage
 
 
 @pytest.fixture(autouse=True)
@@ -165,25 +167,30 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     problem = synthetic_problem()
     journal = journal_dir / "study.journal"
     result = run_search(problem, n_trials=40, seed=0, storage_path=journal, enqueue=ranked(BASELINE))
-    trials = load_trials(journal)
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(trials) == len(complete) == result.trials == 40
-    assert [t.number for t in trials] == list(range(40))
+    everything = load_trials(journal)
+    trials = [t for t in everything if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == result.trials == 40
+    assert [t.number for t in everything] == list(range(len(everything)))
 
     names = {PARAM_PREFIX + k for k in KEYS}
-    for t in trials:
+    for t in trials:  # a complete trial's params are what it evaluated, within the budget
         assert set(t.params) == names
         assert all(re.fullmatch(r"rank\.L\d+\.(q|v|ffn_in)", n) for n in t.params)
-        asked = {n[len(PARAM_PREFIX):]: r for n, r in t.params.items()}
-        evaluated = asked
-        if "choice" in t.user_attrs:  # sampled over budget, evaluated after the greedy repair
-            assert problem.evaluate(ranked(asked))[1] > problem.budget
-            evaluated = {n[len(PARAM_PREFIX):]: r for n, r in t.user_attrs["choice"].items()}
-            assert all(evaluated[k] <= asked[k] for k in KEYS)  # repair only lowers ranks
+        evaluated = {n[len(PARAM_PREFIX):]: r for n, r in t.params.items()}
         value, cost = problem.evaluate(ranked(evaluated))
         assert t.user_attrs["params"] == cost <= problem.budget
         assert t.value == pytest.approx(value)
         assert t.constraints == {"budget": cost - problem.budget}
+    # Over-budget points asked by the sampler end PRUNED; their repair is the trial that says it repairs them.
+    over = [t for t in everything if t.user_attrs.get("repaired")]
+    assert all(t.state == optuna.trial.TrialState.PRUNED and problem.evaluate(t.params)[1] > problem.budget for t in over)
+    repairs = {t.user_attrs["repaired_from"]: t for t in everything if "repaired_from" in t.user_attrs}
+    assert sorted(repairs) == [t.number for t in over]
+    for t in over:
+        fixed = repairs[t.number]
+        assert fixed.number > t.number and fixed.params == problem.repair(t.params)
+        assert all(fixed.params[k] <= t.params[k] for k in names)  # repair only lowers ranks
+        assert fixed.user_attrs["source"] == "sampler (repaired)"
     assert "rank.L3.v" in trials[0].params
 
     baseline = trials[0]
@@ -194,7 +201,7 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
 
     feasible = [t for t in trials if t.user_attrs["params"] <= problem.budget]
     assert result.feasible_trials == len(feasible) == 40
-    repaired = sum("choice" in t.user_attrs for t in trials)
+    repaired = sum("repaired_from" in t.user_attrs for t in trials)
     assert 0 < repaired < 40  # the budget bites: some sampled points were over it and repaired
     assert sum(h["repaired"] for h in result.history) == repaired
     assert result.best_params <= problem.budget
@@ -206,19 +213,25 @@ def test_run_search_records_resumes_and_is_seeded(journal_dir: Path) -> None:
     assert problem.evaluate(ranked(result.exact_allocation)) == (pytest.approx(result.exact_objective), result.exact_params)
     assert result.exact_objective >= result.best_objective - 1e-12
     assert 0 < result.ratio <= 1 + 1e-9
-    assert [h["number"] for h in result.history] == list(range(40))
+    assert [h["number"] for h in result.history] == [t.number for t in trials]
     assert sum(h["feasible"] for h in result.history) == len(feasible)
+    study = optuna.load_study(study_name="heterosearch", storage=open_storage(journal))
+    assert study.best_params == trial_choice(study.best_trial)  # what was scored
+    assert problem.evaluate(study.best_params)[1] <= problem.budget
 
     # Resume: 10 more trials, earlier ones kept as they were, the baseline not enqueued again.
     resumed = run_search(problem, n_trials=50, seed=0, storage_path=journal, enqueue=ranked(BASELINE))
-    again = load_trials(journal)
+    again_all = load_trials(journal)
+    again = [t for t in again_all if t.state == optuna.trial.TrialState.COMPLETE]
     assert resumed.trials == len(again) == 50
-    assert [t.number for t in again] == list(range(50))
-    for old, new in zip(trials, again[:40], strict=True):
+    for old, new in zip(everything, again_all[: len(everything)], strict=True):
         assert (old.params, old.value, old.user_attrs) == (new.params, new.value, new.user_attrs)
     assert [t.user_attrs.get("source") for t in again].count("baseline") == 1
-    points = [tuple(sorted(t.params.items())) for t in again]
-    assert not set(points[40:]) & set(points[:40])  # the resumed sampler does not replay old points
+
+    def asked(ts: list[Any]) -> set[Any]:  # the points the sampler itself proposed
+        return {tuple(sorted(t.params.items())) for t in ts if t.user_attrs.get("source") == "sampler"}
+
+    assert not asked(again_all[len(everything):]) & asked(everything)  # the resumed sampler does not replay old points
     assert resumed.best_objective >= result.best_objective
     # Asking for fewer trials than exist runs none.
     assert run_search(problem, n_trials=30, seed=0, storage_path=journal).trials == 50
@@ -256,7 +269,7 @@ def test_other_problem_on_the_same_journal_starts_over(journal_dir: Path) -> Non
     smaller.budget = 1000
     result = run_search(smaller, n_trials=3, seed=0, storage_path=journal)
     assert result.trials == 3  # the six trials of the other budget are gone
-    assert len(load_trials(journal)) == 3
+    assert sum(t.state.name == "COMPLETE" for t in load_trials(journal)) == 3  # (plus pruned over-budget points)
     assert create_study(journal, "heterosearch", 0).user_attrs[PROBLEM_ATTR]["budget"] == 1000
     assert result.exact_params <= 1000
 

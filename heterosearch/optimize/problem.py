@@ -90,6 +90,14 @@ class ExactResult:
     # The optimum at every budget up to this one, from the same DP: (budget, value) at each
     # budget (a multiple of ``unit``) where the optimal value rises; the value holds until the next.
     frontier: list[tuple[int, float]] = field(default_factory=list)
+    backtrack: Any = field(default=None, repr=False, compare=False)  # capacity units -> optimal choice
+    capacity: int = 0  # the solved budget in units
+
+    def choice_at(self, budget: int) -> dict[str, Any]:
+        """The optimal choice at any ``budget`` up to the solved one, from the same DP tables (no re-solve)."""
+        if self.backtrack is None or budget < 0:
+            raise ValueError(f"no frontier choice at budget {budget}")
+        return self.backtrack(min(int(budget) // self.unit, self.capacity))
 
 
 @dataclass
@@ -294,33 +302,39 @@ class Problem:
             best = new
             picks.append(("role", (rb, split, sub_args, how_mode, how_opt, alts)))
 
+        def backtrack(c: int) -> dict[str, Any]:
+            """The optimal choice at capacity ``c`` units (every budget's optimum comes from the same tables)."""
+            choice: dict[str, Any] = {}
+            for kind, data in reversed(picks):
+                if kind == "group":
+                    g, arg = data
+                    j = int(arg[c])
+                    choice[g.key] = g.labels[j]
+                    c -= w(g.costs[j])
+                else:
+                    rb, split, sub_args, how_mode, how_opt, alts = data
+                    c_role = int(split[c])
+                    c -= c_role
+                    i = int(how_mode[c_role])
+                    if i == 0:
+                        choice[rb.mode_key] = "lora"
+                        cc = c_role
+                        for g, arg in reversed(sub_args):
+                            j = int(arg[cc])
+                            choice[g.key] = g.labels[j]
+                            cc -= w(g.costs[j])
+                    else:
+                        mode, g = alts[i - 1]
+                        choice[rb.mode_key] = mode
+                        choice[g.key] = g.labels[int(how_opt[c_role])]
+            return choice
+
         c = int(np.argmax(best))
         value = float(best[c])
-        choice: dict[str, Any] = {}
-        for kind, data in reversed(picks):
-            if kind == "group":
-                g, arg = data
-                j = int(arg[c])
-                choice[g.key] = g.labels[j]
-                c -= w(g.costs[j])
-            else:
-                rb, split, sub_args, how_mode, how_opt, alts = data
-                c_role = int(split[c])
-                c -= c_role
-                i = int(how_mode[c_role])
-                if i == 0:
-                    choice[rb.mode_key] = "lora"
-                    cc = c_role
-                    for g, arg in reversed(sub_args):
-                        j = int(arg[cc])
-                        choice[g.key] = g.labels[j]
-                        cc -= w(g.costs[j])
-                else:
-                    mode, g = alts[i - 1]
-                    choice[rb.mode_key] = mode
-                    choice[g.key] = g.labels[int(how_opt[c_role])]
+        choice = backtrack(c)
         v, cost = self.evaluate(choice)
         assert abs(v - value) <= 1e-9 * max(1.0, abs(value)), (v, value)
         rises = [0] + [k for k in range(1, cap + 1) if best[k] > best[k - 1]]
         frontier = [(k * unit, float(best[k])) for k in rises if math.isfinite(best[k])]
-        return ExactResult(value=v, cost=cost, choice=choice, exact=exact, unit=unit, frontier=frontier)
+        return ExactResult(value=v, cost=cost, choice=choice, exact=exact, unit=unit, frontier=frontier,
+                           backtrack=backtrack, capacity=cap)

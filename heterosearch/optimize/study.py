@@ -30,8 +30,13 @@ from heterosearch.logs import quieter
 from heterosearch.optimize.claims import WORKER_ATTR, claim, counts, fail_dead_trials
 from heterosearch.optimize.objective import (
     CHOICE_ATTR,
+    OBJECTIVE_ATTR,
     PARAM_PREFIX,
     PROBLEM_ATTR,
+    PROXY_VALUE_ATTR,
+    REPAIRED_FROM_ATTR,
+    SAMPLER_SOURCE,
+    SOURCE_ATTR,
     load_problem,
     lora_part,
     make_objective,
@@ -56,6 +61,8 @@ __all__ = [  # the names other modules use from here (storage and objective name
 
 TRIALS_ATTR = "heterosearch.n_trials"  # study user attr: how many COMPLETE trials were asked for
 POLL_SECONDS = 0.5  # how often a process waits for other processes' last trials
+IN_MEMORY = ":memory:"  # storage of a study nobody else joins (the Python API): no file written
+PROXY_SPEC: dict[str, Any] = {"name": "proxy"}
 
 
 @dataclass
@@ -77,6 +84,9 @@ class SearchResult:
     best_choice: dict[str, Any] = field(default_factory=dict)  # Optuna parameters of the best feasible trial
     exact_choice: dict[str, Any] = field(default_factory=dict)  # the same parameters at the exact optimum
     exact: bool = True  # False if the DP had to round costs up to a coarser unit (still feasible)
+    best_number: int | None = None  # the winning trial
+    best_source: str = ""  # its ``source``: "sampler" (Optuna's own point, maybe repaired), "baseline", "warm:<name>"
+    exact_trial_value: float | None = None  # the objective at the knapsack's pick, if it ran as a (warm-start) trial
 
     @property
     def ratio(self) -> float:
@@ -96,9 +106,10 @@ def create_study(storage_path: Path | str, study_name: str, seed: int | None) ->
     """Create or load ``study_name`` in ``storage_path`` (a journal path or a storage URL)."""
     import optuna
 
+    backend = None if str(storage_path) == IN_MEMORY else open_storage(storage_path)
     with quieter("optuna"):  # "A new study created ..." is ours to say or not; the caller's optuna logging is untouched
         return optuna.create_study(
-            study_name=study_name, storage=open_storage(storage_path), sampler=make_sampler(seed),
+            study_name=study_name, storage=backend, sampler=make_sampler(seed),
             direction="maximize", load_if_exists=True,
         )
 
@@ -111,24 +122,30 @@ def prepare_study(
     study_name: str = STUDY_NAME,
     enqueue: dict[str, Any] | None = None,
     replace_other: bool = False,
+    warm_starts: list[tuple[str, dict[str, Any]]] | None = None,
+    objective_spec: dict[str, Any] | None = None,
 ) -> Any:
     """Create (or reopen) the study and store the problem, so ``heterosearch worker`` can join it.
 
     A study that holds another problem is replaced when ``replace_other`` (the journal in a
     run folder after ``search`` with another budget or proxy); otherwise (a shared storage)
-    it is an error.
+    it is an error. ``warm_starts``: (name, choice) pairs enqueued first in a new study
+    (``source`` = ``warm:<name>``); ``objective_spec``: what the trials evaluate (stored, so a
+    study of another objective is another search).
     """
     import optuna
 
+    spec = dict(objective_spec or PROXY_SPEC)
     study = create_study(storage, study_name, seed)
     stored = load_problem(study)
-    if stored is not None and not stored.same_as(problem):
+    if stored is not None and (not stored.same_as(problem) or study.user_attrs.get(OBJECTIVE_ATTR, PROXY_SPEC) != spec):
         if not replace_other:
             raise UserError(
-                f"study {study_name!r} in {describe(storage)} belongs to another search (other scores, sites or budget); "
+                f"study {study_name!r} in {describe(storage)} belongs to another search (other scores, sites, budget or "
+                "objective); "
                 f"use another --out, or delete it: optuna delete-study --study-name {study_name} --storage {describe(storage)}"
             )
-        say(f"[dim]search: budget or scores changed, starting a new study in {storage}[/dim]")
+        say(f"[dim]search: budget, scores or objective changed, starting a new study in {storage}[/dim]")
         optuna.delete_study(study_name=study_name, storage=study._storage)
         study = create_study(storage, study_name, seed)
         stored = None
@@ -137,15 +154,21 @@ def prepare_study(
         study.sampler = make_sampler(seed + len(study.trials))
     if stored is None:
         study.set_user_attr(PROBLEM_ATTR, problem.to_dict())
+        if spec != PROXY_SPEC:  # a proxy study stays as it always was (workers default to proxy)
+            study.set_user_attr(OBJECTIVE_ATTR, spec)
     if study.user_attrs.get(TRIALS_ATTR) != n_trials:
         study.set_user_attr(TRIALS_ATTR, int(n_trials))
-    if enqueue is not None and not study.trials:
-        study.enqueue_trial(dict(enqueue), user_attrs={"source": "baseline"})
+    if not study.trials:
+        if enqueue is not None:
+            study.enqueue_trial(dict(enqueue), user_attrs={SOURCE_ATTR: "baseline"})
+        for name, choice in warm_starts or []:
+            study.enqueue_trial(dict(choice), user_attrs={SOURCE_ATTR: f"warm:{name}"})
     return study
 
 
 def iter_trials(
-    study: Any, problem: Any, n_trials: int, poll: float = POLL_SECONDS, stop: Callable[[], bool] | None = None
+    study: Any, problem: Any, n_trials: int, poll: float = POLL_SECONDS, stop: Callable[[], bool] | None = None,
+    evaluate: Callable[[dict[str, Any]], float] | None = None,
 ) -> Iterator[int]:
     """Run trials until the study has ``n_trials`` COMPLETE ones; yield after each trial of this process.
 
@@ -154,7 +177,7 @@ def iter_trials(
     """
     import optuna
 
-    objective = make_objective(problem)
+    objective = make_objective(problem, evaluate)
 
     def guarded(trial: Any) -> float:
         claim(study, trial, n_trials)
@@ -183,10 +206,15 @@ def run_search(
     study_name: str = STUDY_NAME,
     enqueue: dict[str, int] | None = None,
     storage: str | None = None,
+    warm_starts: list[tuple[str, dict[str, Any]]] | None = None,
+    evaluate: Callable[[dict[str, Any]], float] | None = None,
+    objective_spec: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Run (or resume, or join) the study up to ``n_trials`` finished trials, then solve exactly too.
 
-    ``storage`` (a URL, or a journal path) overrides the journal at ``storage_path``.
+    ``storage`` (a URL, or a journal path, or ``IN_MEMORY``) overrides the journal at
+    ``storage_path``. ``evaluate``: a non-additive objective (choice -> value) described by
+    ``objective_spec``; None = the additive proxy objective.
     """
     import optuna
 
@@ -194,15 +222,16 @@ def run_search(
     if where is None:
         raise ValueError("run_search needs storage_path or storage")
     # Only the run folder's own journal may be replaced; a shared storage may hold other runs' studies.
-    study = prepare_study(problem, n_trials, seed, where, study_name, enqueue, replace_other=storage is None)
-    if storage is not None:
+    study = prepare_study(problem, n_trials, seed, where, study_name, enqueue, replace_other=storage is None,
+                          warm_starts=warm_starts, objective_spec=objective_spec)
+    if storage is not None and str(storage) != IN_MEMORY:
         say(f"search: study {study_name!r} on {describe(where)}; more workers can join with\n"
             f"  heterosearch worker --storage '{describe(where)}' --study '{study_name}'")
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     remaining = max(0, n_trials - complete)
 
     t0 = time.perf_counter()
-    for _ in track(iter_trials(study, problem, n_trials), "search: trials", total=remaining):
+    for _ in track(iter_trials(study, problem, n_trials, evaluate=evaluate), "search: trials", total=remaining):
         pass
     seconds = time.perf_counter() - t0
 
@@ -215,15 +244,21 @@ def run_search(
     feasible_numbers = {t.number for t in feasible}
     history = [
         {"number": t.number, "value": t.value, "params": t.user_attrs.get("params"), "feasible": t.number in feasible_numbers,
-         "repaired": CHOICE_ATTR in t.user_attrs}
+         "repaired": CHOICE_ATTR in t.user_attrs or REPAIRED_FROM_ATTR in t.user_attrs,
+         "source": t.user_attrs.get(SOURCE_ATTR, SAMPLER_SOURCE),
+         **({"proxy_objective": t.user_attrs[PROXY_VALUE_ATTR]} if PROXY_VALUE_ATTR in t.user_attrs else {})}
         for t in complete_trials
     ]
+    best_number, best_source = None, ""
     if feasible:
-        best = max(feasible, key=lambda t: t.value)
+        best = max(feasible, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
         best_choice = trial_choice(best)
         best_value, best_params = float(best.value), int(best.user_attrs["params"])
+        best_number, best_source = best.number, str(best.user_attrs.get(SOURCE_ATTR, SAMPLER_SOURCE))
     else:
         best_choice, best_value, best_params = {}, 0.0, 0
+    at_exact = [t for t in feasible if _same_active(problem, trial_choice(t), exact.choice)]
+    exact_trial_value = float(at_exact[0].value) if at_exact else None
     return SearchResult(
         best_objective=best_value,
         best_params=best_params,
@@ -234,6 +269,9 @@ def run_search(
         best_choice=best_choice,
         exact_choice=exact.choice,
         exact=exact.exact,
+        best_number=best_number,
+        best_source=best_source,
+        exact_trial_value=exact_trial_value,
         trials=len(complete_trials),
         feasible_trials=len(feasible),
         seconds=seconds,
@@ -243,3 +281,10 @@ def run_search(
         storage=describe(where),
         study_name=study_name,
     )
+
+
+def _same_active(problem: Any, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two choices that stand for the same allocation (inactive decisions ignored)."""
+    from heterosearch.optimize.shortlist import active_decisions
+
+    return active_decisions(problem, a) == active_decisions(problem, b)

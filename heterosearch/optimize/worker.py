@@ -3,7 +3,9 @@
 The study (made by ``heterosearch run/search --storage URL``) carries the whole search
 problem in its user attributes, so a worker needs no model, no data and no proxy pass:
 it loads the problem, runs the same objective as ``run`` until the study has the requested
-number of COMPLETE trials, and exits.
+number of COMPLETE trials, and exits. A ``lookahead`` study also stores the run settings its
+objective depends on: the worker rebuilds model and data from them (same model and data
+paths needed on its machine).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.optimize.objective import OBJECTIVE_ATTR
 from heterosearch.optimize.study import (
     HEARTBEAT_INTERVAL,
     TRIALS_ATTR,
@@ -104,9 +107,18 @@ def run_worker(
     target = n_trials if n_trials is not None else int(study.user_attrs.get(TRIALS_ATTR, 0))
     if target < 1:
         raise UserError(f"study {study.study_name!r} does not say how many trials it wants: pass --trials N")
-    say(f"worker: study {study.study_name!r} on {where}: budget {problem.budget:,}, until {target} trials are complete")
+    spec = study.user_attrs.get(OBJECTIVE_ATTR) or {"name": "proxy"}
+    evaluate = None
+    if spec.get("name") == "lookahead":  # rebuild the run's model and data from the stored settings
+        from heterosearch.optimize.lookahead import from_spec
+
+        evaluate = from_spec(spec)
+    elif spec.get("name") != "proxy":
+        raise UserError(f"study {study.study_name!r} uses objective {spec.get('name')!r}, which this version cannot evaluate")
+    say(f"worker: study {study.study_name!r} on {where}: budget {problem.budget:,}, objective {spec['name']}, "
+        f"until {target} trials are complete")
     ran = 0
-    for _ in track(iter_trials(study, problem, target), f"worker {study.study_name}", total=None):
+    for _ in track(iter_trials(study, problem, target, evaluate=evaluate), f"worker {study.study_name}", total=None):
         ran += 1
     from optuna.trial import TrialState
 

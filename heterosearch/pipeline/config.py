@@ -22,6 +22,7 @@ class RunConfig:
     model: str | None = None
     space: str = "lora"
     proxy: str = "spectral"
+    objective: str = "proxy"  # what the search maximises (optimize.objective.OBJECTIVES)
     trials: int = 300
     train_epochs: float = recipe.EPOCHS
     max_train_steps: int | None = None
@@ -55,6 +56,9 @@ class RunConfig:
         # unknown GLUE task -> UserError with a suggestion; a data file that is not there -> one line
         check_task(self.task, self.data_dir, self.text_columns, self.label_column, self.problem)
         PROXIES.get(self.proxy)
+        from heterosearch.optimize.objective import check_objective
+
+        check_objective(self.objective)
         for p in self.proxies:
             PROXIES.get(p)
         if self.proxy not in self.proxies:
@@ -116,7 +120,8 @@ class RunConfig:
         budget = "scores" if self.budget is None else str(self.budget)
         from heterosearch.tasks import task_slug
 
-        return Path("runs") / f"{task_slug(self.task)}-{Path(self.space).stem}-{budget}-{self.proxy}-s{self.seed}"
+        objective = "" if self.objective == "proxy" else f"-{self.objective}"
+        return Path("runs") / f"{task_slug(self.task)}-{Path(self.space).stem}-{budget}-{self.proxy}{objective}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,8 +135,8 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto", "precision": "fp32",
-             "scoring": "auto", "score_checkpointing": False}  # settings older run folders did not record
+_DEFAULTS = {"objective": "proxy", "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
+             "precision": "fp32", "scoring": "auto", "score_checkpointing": False}  # settings older run folders did not record
 
 
 def versions() -> dict[str, str]:

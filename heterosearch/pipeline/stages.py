@@ -76,9 +76,15 @@ def stage_score(run: Run) -> Any:
 
 
 def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
-    """Optuna study + exact optimum of the same objective; the better one is the winner."""
+    """Optuna study + exact optimum of the same objective; the better one is the winner.
+
+    ``--objective lookahead``: the study is warm-started with the exact optimum of the proxy,
+    the uniform baselines and the proxy's diverse shortlist (``optimize/warm.py``) and
+    maximises the lookahead value; its best trial wins.
+    """
     from heterosearch.optimize import run_search
     from heterosearch.optimize.build import build_problem, decode
+    from heterosearch.optimize.shortlist import shortlist
     from heterosearch.optimize.study import PARAM_PREFIX, default_study_name
     from heterosearch.proxies.calibration import factors_for
 
@@ -89,27 +95,56 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     enq_rank = largest_uniform_rank(run.sites, roles, run.cfg.budget, run.space.lora.ranks)
     enq_lora = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else {}
     enqueue = problem.baseline_choice({PARAM_PREFIX + k: r for k, r in enq_lora.items()}) if enq_rank else None
-    result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=enqueue,
-                        storage=run.cfg.storage, study_name=default_study_name(run.out, run.cfg.storage))
-    use_exact = result.exact_objective >= result.best_objective
+    picks = shortlist(problem)
+    extra: dict[str, Any] = {}
+    if run.cfg.objective == "lookahead":
+        from heterosearch.optimize import lookahead
+        from heterosearch.optimize.warm import warm_starts
+
+        la_cfg = lookahead.run_config(run.cfg)
+        warm = warm_starts(problem, picks[0].choice, picks, run.sites, roles, run.space.lora.roles, run.space.lora.ranks)
+        evaluate = lookahead.for_run(run, la_cfg)
+        extra = {"enqueue": None, "warm_starts": warm, "evaluate": evaluate,
+                 "objective_spec": lookahead.spec_for_run(run.cfg, la_cfg)}
+    result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=extra.pop("enqueue", enqueue),
+                        storage=run.cfg.storage, study_name=default_study_name(run.out, run.cfg.storage), **extra)
+    lookahead_run = run.cfg.objective == "lookahead"
+    if lookahead_run:
+        use_exact = False  # the exact optimum is the proxy's: it competes as the warm-start trial "warm:exact"
+        source = "optuna" if result.best_source.startswith("sampler") else result.best_source
+        # On this objective the knapsack's pick is the trial "warm:exact": the ratio compares against it.
+        exact_value = result.exact_trial_value
+        if exact_value is None:  # not among the trials (fewer trials than warm starts on a resumed study): score it
+            exact_value = float(extra["evaluate"](result.exact_choice))
+        ratio = result.best_objective / exact_value if exact_value > 0 else 1.0
+    else:
+        use_exact = result.exact_objective >= result.best_objective
+        source = "exact" if use_exact else "optuna"
+        exact_value, ratio = result.exact_objective, result.ratio
     winner = decode(result.exact_choice if use_exact else result.best_choice, run.space, run.sites)
     summary = {
         "proxy": run.cfg.proxy,
         "objective": "sum of the chosen options' proxy scores (per-site LoRA ranks, shortcuts, one bank or MoS pool "
-        "per role), divided by the best single option's score",
+        "per role), divided by the best single option's score" if run.cfg.objective == "proxy" else
+        "lookahead: drop of validation-split loss after a few AdamW steps of the whole allocation (optimize/lookahead.py)",
+        "objective_name": run.cfg.objective,
         "exact": result.exact,
         "best_objective": result.best_objective,
         "best_params": result.best_params,
-        "exact_objective": result.exact_objective,
+        "exact_objective": exact_value,  # lookahead: the knapsack pick's lookahead value (its proxy value below)
+        "exact_proxy_objective": result.exact_objective,
         "exact_params": result.exact_params,
-        "ratio": result.ratio,
+        "ratio": ratio,
         "trials": result.trials,
         "feasible_trials": result.feasible_trials,
         "repaired_trials": sum(bool(h.get("repaired")) for h in result.history),
         "seconds": result.seconds,
         "exact_seconds": result.exact_seconds,
         "exact_frontier": [[int(b), v] for b, v in result.exact_frontier],  # optimum at every budget up to this one
-        "winner_source": "exact" if use_exact else "optuna",
+        "shortlist": [{**p.to_dict(), "allocation": decode(p.choice, run.space, run.sites).to_dict()} for p in picks],
+        "winner_source": source,
+        "winner_trial": None if use_exact else result.best_number,
+        "optuna_best_trial": result.best_number,  # the study's best trial (its params are what it evaluated)
         "optuna_allocation": decode(result.best_choice, run.space, run.sites).to_dict() if result.best_choice else {},
         "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},
         "study": STUDY_FILE if run.cfg.storage is None else result.storage,
@@ -120,6 +155,15 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     summary["budget"] = run.cfg.budget
     if run.space.calibration is not None:  # what scaled each kind's values (proxies/calibration.py)
         summary["calibration"] = {**scores.meta.get("calibration", {}), "applied": factors is not None}
+    if lookahead_run:
+        summary["lookahead"] = {
+            **extra["objective_spec"]["config"], "start_val_loss": extra["evaluate"].start_loss,
+            # medians over the allocations this process trained (wall time grows with the machine's load)
+            "seconds_per_trial": _median(extra["evaluate"].seconds),
+            "cpu_seconds_per_trial": _median(extra["evaluate"].cpu_seconds),
+            "warm_starts": [name for name, _ in extra["warm_starts"]],
+            "margin_over_exact": result.best_objective - exact_value,  # winner - knapsack pick, on this objective
+        }
     summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
     changed = _search_changed(run, summary)
     write_json(run.path(SEARCH_FILE), summary)
@@ -127,8 +171,13 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         _dropped(run, "search", remove_stale(run.out, "search"))
     run.timings["search"] = time.perf_counter() - t0
     say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
-        f"= {100 * result.ratio:.1f}% of the exact optimum {result.exact_objective:.4f}")
+        f"= {100 * ratio:.1f}% of the {'knapsack pick' if lookahead_run else 'exact optimum'} {exact_value:.4f}"
+        f" (winner: {source})")
     return winner, summary
+
+
+def _median(xs: list[float]) -> float | None:
+    return sorted(xs)[len(xs) // 2] if xs else None
 
 
 def write_peft_native(run: Run, winner: Allocation) -> Path | None:
