@@ -109,6 +109,10 @@ UPSTREAM = {
     # a worker joining a lookahead study rebuilds the run's model and data from the settings stored in it
     ("heterosearch.optimize.lookahead", "heterosearch.pipeline.config"),
     ("heterosearch.optimize.lookahead", "heterosearch.pipeline.inputs"),
+    # scoring runs in the precision the model trains in: the same autocast rules as training
+    ("heterosearch.proxies.streaming", "heterosearch.train.device"),
+    # calibration measures the search's own candidates (its option groups) against a short training
+    ("heterosearch.proxies.calibration", "heterosearch.optimize.build"),
 }
 
 

@@ -238,8 +238,8 @@ def test_hub_dataset_splits_become_tables_and_hidden_test_labels_are_dropped() -
 # -- the LM objective -----------------------------------------------------------------------------
 def test_lm_labels_are_ignored_on_prompt_and_padding(tiny: dict[str, Path]) -> None:
     from heterosearch.models import load_model
-    from heterosearch.tasks.batching import collate
-    from heterosearch.tasks.lm import IGNORE, encode_lm
+    from heterosearch.tasks.batching import IGNORE, collate
+    from heterosearch.tasks.lm import encode_lm
 
     _, tok = load_model(str(tiny["llama"]), 0, 0, causal_lm=True)
     enc = encode_lm(tok, [("the cat sat ?", "on the mat ."), ("a ?", "home .")], 32)

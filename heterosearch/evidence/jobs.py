@@ -152,7 +152,6 @@ def execute(spec: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
         return train_verify(run, spec["method"], alloc, spec["planned_params"], spec["adalora"], cfg, evals,
                             spec["label"], checkpoint)
     if spec["kind"] == "sample":
-        from heterosearch.evidence.seeds import model_factory
         from heterosearch.train import train_allocation
 
         assert alloc is not None
@@ -169,7 +168,6 @@ def train_verify(run: Any, method: str, alloc: Any, planned: int, adalora: Mappi
     """One (method, seed) training of ``verify`` (``cfg`` carries the seed)."""
     from dataclasses import replace
 
-    from heterosearch.evidence.seeds import model_factory
     from heterosearch.train import train_allocation
 
     factory = model_factory(run, cfg.seed)
@@ -331,3 +329,14 @@ def work(storage: str, study: str | None = None, wait: float = 0.0, heartbeat: i
             break
         time.sleep(poll)
     return JobsResult(ran=ran, failed=failed, queues=sorted(queues))
+
+
+def model_factory(run: Any, seed: int) -> Any:
+    """A fresh base model whose classifier head is initialised from ``seed``."""
+    from heterosearch.models import load_model
+
+    def make() -> Any:
+        model, _ = load_model(run.model_path, run.spec.num_labels, seed, causal_lm=run.spec.is_lm)
+        return model
+
+    return make

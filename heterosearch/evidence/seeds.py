@@ -54,17 +54,6 @@ def open_run(run_dir: Path, **overrides: Any) -> Any:
     return run
 
 
-def model_factory(run: Any, seed: int) -> Any:
-    """A fresh base model whose classifier head is initialised from ``seed``."""
-    from heterosearch.models import load_model
-
-    def make() -> Any:
-        model, _ = load_model(run.model_path, run.spec.num_labels, seed, causal_lm=run.spec.is_lm)
-        return model
-
-    return make
-
-
 def _train_config(run: Any, train_epochs: float | None, max_train_steps: int | None) -> Any:
     return run.cfg.train_config(epochs=train_epochs, max_steps=max_train_steps)
 

@@ -73,7 +73,7 @@ def data_gradients(
     ``micro_batch`` / ``checkpointing``: as ``streaming.sketch_pass`` (gradient accumulation over
     micro-batches; reentrant checkpoints, which need the embeddings' output to require grad).
     """
-    from heterosearch.proxies.streaming import checkpointed, input_grads, micro_batches
+    from heterosearch.proxies.passes import checkpointed, input_grads, micro_batches
 
     grads = {s.key: torch.zeros(s.d_out, s.d_in, dtype=torch.float64) for s in sites}
     losses: list[float] = []

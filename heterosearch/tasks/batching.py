@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+IGNORE = -100  # the label torch's cross-entropy skips (a causal LM's prompt tokens, padding)
+
 
 @dataclass
 class Encoded:
@@ -50,8 +52,6 @@ def encode(tokenizer: Any, texts: Sequence[tuple[str, ...]], labels: Any, regres
 def collate(tokenizer: Any, enc: Encoded, indices: Sequence[int]) -> dict[str, torch.Tensor]:
     """Pad one batch to its longest example; add ``labels`` when the split has them."""
     if enc.lm:
-        from heterosearch.tasks.lm import collate_lm
-
         return collate_lm(tokenizer, [enc.features[i] for i in indices])
     batch = tokenizer.pad([enc.features[i] for i in indices], return_tensors="pt")
     batch = {k: v for k, v in batch.items()}
@@ -82,3 +82,16 @@ def eval_batches(enc: Encoded, batch_size: int) -> list[list[int]]:
 def iter_collated(tokenizer: Any, enc: Encoded, batches: Sequence[Sequence[int]]) -> Iterator[dict[str, torch.Tensor]]:
     for idx in batches:
         yield collate(tokenizer, enc, idx)
+
+
+def collate_lm(tokenizer: Any, features: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
+    """Right-pad ids with the pad token (eos when the tokenizer has none), mask 0, labels -100."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+    def fill(key: str, value: int) -> Any:
+        return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features], dtype=torch.long)
+
+    return {"input_ids": fill("input_ids", pad), "attention_mask": fill("attention_mask", 0), "labels": fill("labels", IGNORE)}

@@ -19,7 +19,6 @@ from heterosearch.tasks._spec import TaskSpec
 from heterosearch.tasks.tables import Table
 
 PREFIX = "lm:"
-IGNORE = -100  # the label torch's cross-entropy skips (prompt tokens, padding)
 
 
 def lm_spec(name: str, source: str, columns: tuple[str, ...]) -> TaskSpec:
@@ -68,7 +67,7 @@ def encode_lm(tokenizer: Any, texts: Sequence[tuple[str, ...]], max_length: int)
     Too long: the response keeps at least half of ``max_length`` and the prompt loses its start
     (its end is the context the response follows).
     """
-    from heterosearch.tasks.batching import Encoded
+    from heterosearch.tasks.batching import IGNORE, Encoded
 
     if not texts:
         return Encoded([], None, False, lm=True)
@@ -90,16 +89,3 @@ def encode_lm(tokenizer: Any, texts: Sequence[tuple[str, ...]], max_length: int)
         features.append({"input_ids": ids, "attention_mask": [1] * len(ids),
                          "labels": [IGNORE] * len(prompt) + response})
     return Encoded(features, None, False, lm=True)
-
-
-def collate_lm(tokenizer: Any, features: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
-    """Right-pad ids with the pad token (eos when the tokenizer has none), mask 0, labels -100."""
-    import torch
-
-    width = max(len(f["input_ids"]) for f in features)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-    def fill(key: str, value: int) -> Any:
-        return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features], dtype=torch.long)
-
-    return {"input_ids": fill("input_ids", pad), "attention_mask": fill("attention_mask", 0), "labels": fill("labels", IGNORE)}
