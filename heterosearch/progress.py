@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,6 +29,12 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
             yield item
         say(f"{description}: {n} done in {time.perf_counter() - t0:.1f}s")
         return
+    with progress_bar() as bar:
+        yield from bar.track(items, total=total, description=description)
+
+
+def progress_bar() -> Any:
+    """A rich ``Progress`` on stderr with the columns of every bar here (description, bar, n/N, elapsed, eta)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -39,16 +45,16 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         TimeRemainingColumn,
     )
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        yield from bar.track(items, total=total, description=description)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    return Progress(*columns, console=Console(stderr=True), transient=False)
+
+
+def bars_wanted() -> bool:
+    """Bars only on a terminal and when not quiet (a file or a pipe gets whole lines)."""
+    import sys
+
+    return not quiet() and sys.stderr.isatty()
 
 
 def say(message: str) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from heterosearch.errors import UserError
-from heterosearch.progress import quiet
+from heterosearch.progress import bars_wanted, progress_bar, say
 
 #: ``HETEROSEARCH_TRAIN_JOBS=1`` turns side-by-side training off (e.g. to time one training alone).
 JOBS_ENV = "HETEROSEARCH_TRAIN_JOBS"
@@ -143,23 +143,13 @@ def _wait(running: list[Any]) -> None:
     def pending() -> bool:
         return any(proc.is_alive() and not conn.poll() for _, proc, conn, _ in running)
 
-    if quiet():
+    if not bars_wanted():  # quiet, or a file or a pipe: no bar drawn into a log
+        t0 = time.perf_counter()
         while pending():
             time.sleep(0.5)
+        say(f"trained {', '.join(job.label for job, *_ in running)} side by side in {time.perf_counter() - t0:.0f}s")
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
+    with progress_bar() as bar:
         tasks = [bar.add_task(f"train {job.label} (own process)", total=job.steps) for job, *_ in running]
         while True:
             for task, (_, _, _, counter) in zip(tasks, running):
