@@ -45,7 +45,7 @@ def main() -> None:
 
     from heterosearch.evidence.adalora import train_adalora
     from heterosearch.evidence.baselines import plan_baselines
-    from heterosearch.evidence.seeds import model_factory
+    from heterosearch.evidence.jobs import model_factory
     from heterosearch.pipeline import Run, RunConfig, versions
     from heterosearch.space.budget import parse_budget
     from heterosearch.train import TrainConfig, train_allocation
