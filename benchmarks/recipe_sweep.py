@@ -58,6 +58,8 @@ def main() -> None:
         ap.error("--scale must be ratio:K or rs:C")
     const_f = float(const)
     tag = "" if args.scale == "ratio:2" else f"/{args.scale}"
+    # Regression heads start at the mean training label since 2026-12-06 (models/head.py);
+    # trainings before that have no "/head:mean" in their key.
 
     from heterosearch.space.scale import LoraScale
 
@@ -78,6 +80,8 @@ def main() -> None:
         "versions": versions(), "argv": sys.argv, "load_average_start": os.getloadavg()[0],
         "plans": {m: {"name": p.name, "params": p.params} for m, p in plans.items()},
     })
+    if run.spec.num_labels == 1 and not run.spec.is_lm:
+        tag += "/head:mean"
     evals = {"val": run.encoded["val"]}
     for epochs in [float(e) for e in args.epochs.split(",")]:
         for lr in [float(x) for x in args.lrs.split(",")]:
@@ -96,7 +100,7 @@ def main() -> None:
                         res = train_allocation(model_factory(run, seed), run.tokenizer, run.all_sites,
                                                plans[m].allocation, scale, run.encoded["train"], evals, run.spec, tc,
                                                label=key)
-                    runs[key] = {"method": m, "budget": budget, "scale": args.scale, "lr": lr, "epochs": epochs, "seed": seed, "val": res.metrics["val"],
+                    runs[key] = {"method": m, "budget": budget, "scale": args.scale, "head": "mean" if "head:mean" in tag else "fresh", "lr": lr, "epochs": epochs, "seed": seed, "val": res.metrics["val"],
                                  "val_loss": res.eval_loss["val"], "train_loss": res.train_loss, "steps": res.steps,
                                  "seconds": res.seconds, "wall": time.perf_counter() - t0, "load_average": os.getloadavg()[0]}
                     path.write_text(json.dumps(state, indent=1))
@@ -105,9 +109,10 @@ def main() -> None:
     # the choice: mean validation metric over methods and seeds, per (lr, epochs)
     table: dict[str, list[float]] = {}
     for r in runs.values():
-        table.setdefault(f"lr{r['lr']:g}/ep{r['epochs']:g}", []).append(r["val"][run.spec.main_metric])
+        head = f"/head:{r['head']}" if "head" in r else ""
+        table.setdefault(f"lr{r['lr']:g}/ep{r['epochs']:g}{head}", []).append(r["val"][run.spec.main_metric])
     means = {k: sum(v) / len(v) for k, v in table.items()}
-    best = max(means, key=lambda k: (round(means[k], 6), -float(k.split("/ep")[1])))
+    best = max(means, key=lambda k: (round(means[k], 6), -float(k.split("/ep")[1].split("/")[0])))
     state["mean_val_metric"] = means
     state["chosen"] = best
     path.write_text(json.dumps(state, indent=1))

@@ -20,6 +20,10 @@ winner and every baseline: a baseline's recipe is never tuned against the winner
   difference of 1-2 points between neighbours is within noise, but 5e-4 and 4e-3 leave
   uniform LoRA on all sites at the majority class after 2 epochs);
 - ``WARMUP``: 6 % of the steps, linear, then linear decay to 0 (held fixed in the sweep).
+- Regression heads (STS-B, a user's regression data) start with their output bias at the mean
+  training label (``models/head.py``). Without it the MRPC recipe left STS-B LoRA runs
+  predicting the mean (uniform q,v at 41.5k: validation Pearson 0.19; with it 0.82, seed 0),
+  and higher rates did not help (``reports/recipe-sweep/stsb-41.5k``).
 """
 
 #: The LoRA scale rule and alpha (``space/scale.py``): rank-stabilised, s = alpha / sqrt(r),

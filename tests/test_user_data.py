@@ -168,6 +168,36 @@ def test_csv_classification_run_on_tiny_bert(tiny: dict[str, Path], tmp_path: Pa
     assert "carved from the training file because no test/dev file was given" in (out / "report.md").read_text()
 
 
+def test_regression_head_starts_at_the_mean_training_label(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """models/head.py: every model a regression run builds (its own, the verification jobs') starts
+    its head's output bias at the mean of the train split's labels, not val's or test's."""
+    import torch
+
+    from heterosearch.evidence.jobs import model_factory
+    from heterosearch.models import load_model
+    from heterosearch.pipeline import Run, RunConfig
+
+    def run_for(label: str, problem: str) -> Any:
+        cfg = RunConfig(budget=2000, task=str(tiny["reviews"]), model=str(tiny["bert"]), text_columns="review",
+                        label_column=label, problem=problem, out=str(tmp_path / label))
+        return Run(cfg=cfg, out=tmp_path / label)
+
+    run = run_for("stars", "regression")
+    train = [float(x) for x in run.held_out.train.labels]
+    others = [float(x) for x in run.held_out.val.labels + run.held_out.test.labels]
+    mean = sum(train) / len(train)
+    assert abs(mean - sum(others) / len(others)) > 1e-3  # the split matters: a wrong one would show
+    for model in (run.new_model(), run.new_model(seed=3), model_factory(run, 5)(), run.take_model()):
+        assert model.classifier.bias.shape == (1,) and float(model.classifier.bias.detach()) == pytest.approx(mean)
+    base, _ = load_model(str(tiny["bert"]), 1, 0)
+    assert float(base.classifier.bias.detach()) != pytest.approx(mean)
+    assert torch.equal(run.new_model().classifier.weight, base.classifier.weight)  # only the bias moves
+
+    clf = run_for("sentiment", "classification")
+    plain, _ = load_model(str(tiny["bert"]), 2, 0)
+    assert torch.equal(clf.new_model().classifier.bias, plain.classifier.bias)  # classification: untouched
+
+
 # -- splits and inference -------------------------------------------------------------------------
 def test_folder_with_validation_and_test_files_uses_them_and_carves_nothing(tmp_path: Path) -> None:
     rows = review_rows(30)

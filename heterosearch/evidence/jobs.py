@@ -332,11 +332,9 @@ def work(storage: str, study: str | None = None, wait: float = 0.0, heartbeat: i
 
 
 def model_factory(run: Any, seed: int) -> Any:
-    """A fresh base model whose classifier head is initialised from ``seed``."""
-    from heterosearch.models import load_model
+    """A fresh base model whose head is initialised from ``seed`` (``RunInputs.new_model``)."""
 
     def make() -> Any:
-        model, _ = load_model(run.model_path, run.spec.num_labels, seed, causal_lm=run.spec.is_lm)
-        return model
+        return run.new_model(seed)
 
     return make

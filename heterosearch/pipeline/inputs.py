@@ -47,18 +47,30 @@ class RunInputs:
 
         return resolve_model(self.cfg.model)
 
-    def new_model(self) -> Any:
-        """A fresh base model with a classifier head initialised from the run's seed (lm tasks: its LM head)."""
+    def new_model(self, seed: int | None = None) -> Any:
+        """A fresh base model with a head initialised from ``seed`` (default: the run's; lm tasks: its LM head).
+
+        A regression head's bias starts at the mean training label (``models/head.py``).
+        """
         from heterosearch.models import load_model
 
-        model, _ = load_model(self.model_path, self.spec.num_labels, self.cfg.seed, causal_lm=self.spec.is_lm)
+        model, _ = load_model(self.model_path, self.spec.num_labels, self.cfg.seed if seed is None else seed,
+                              causal_lm=self.spec.is_lm)
+        self._start_head(model)
         return model
+
+    def _start_head(self, model: Any) -> None:
+        if self.spec.num_labels == 1 and not self.spec.is_lm:
+            from heterosearch.models.head import start_at_label_mean
+
+            start_at_label_mean(model, [float(x) for x in self.held_out.train.labels])
 
     @cached_property
     def tokenizer(self) -> Any:
         from heterosearch.models import load_model
 
         model, tok = load_model(self.model_path, self.spec.num_labels, self.cfg.seed, causal_lm=self.spec.is_lm)
+        self._start_head(model)
         self._spare_model = model
         return tok
 
