@@ -9,9 +9,8 @@ Commands and what they call (and write):
   ``stage_search`` (search.json), ``export`` -> ``stage_export`` (allocation.json), ``train`` ->
   ``stage_verify`` (verify.json: winner vs uniform baseline, one seed; results.json, report.md);
   ``run`` -> ``run_all``, all four in order;
-- evidence on a run (``heterosearch.evidence``): ``verify`` -> ``verify_run`` (verify_seeds.json: every
-  method over seeds), ``rank-report`` -> ``rank_report`` (rank_report.json), ``frontier`` ->
-  ``frontier`` (frontier.json); ``report`` re-renders report.md from the folder's files.
+- evidence on a run (``heterosearch.evidence``): ``verify``, ``rank-report``, ``frontier`` and ``report``,
+  defined in ``cli_evidence.py`` and added to this ``app`` after the stage commands.
 """
 
 from __future__ import annotations
@@ -22,17 +21,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from heterosearch import recipe
-from heterosearch.console import (
-    print_catalog,
-    print_frontier_summary,
-    print_rank_summary,
-    print_run_summary,
-    print_verify_summary,
-)
+from heterosearch import cli_evidence, recipe
+from heterosearch.console import print_catalog, print_run_summary
 from heterosearch.errors import UserError
 from heterosearch.options import (
-    MAX_SEEDS,
     MAX_TRIALS,
     BatchesOpt,
     BatchSizeOpt,
@@ -310,144 +302,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Search-space YAML
         typer.echo(f"ok {f}: {sp.name} v{sp.version}, kinds {', '.join(sp.kinds)}")
 
 
-@app.command()
-@user_errors
-def verify(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder made by `run` (needs search.json).")],
-    seeds: Annotated[int, typer.Option(help="Training seeds per method (the run's seed and the next ones).")] = 3,
-    methods: Annotated[Optional[str], typer.Option(help="Comma list from winner,uniform_qv,uniform_all,random,heterolora,adalora (default: all).")] = None,
-    train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the run's).")] = None,
-    max_train_steps: StepsOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Discard RUN/verify_seeds.json and retrain every pair.")] = False,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
-    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
-) -> None:
-    """Train the winner and strong baselines at the same budget over seeds; paired statistics into RUN/verify_seeds.json.
-
-    Finished (method, seed) pairs are kept: rerun with more --seeds to add seeds.
-    Example: heterosearch verify runs/demo --seeds 5
-    """
-    check_int("--seeds", seeds, 1, MAX_SEEDS)
-    check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
-    from heterosearch.evidence import verify_run
-    from heterosearch.report.render import render_run_report
-
-    state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
-                       max_train_steps=max_train_steps, overwrite=overwrite, recipe=given)
-    print_verify_summary(state)
-    report = render_run_report(run_dir)
-    typer.echo(f"wrote {Path(run_dir) / 'verify_seeds.json'} and {report}")
-
-
-@app.command("rank-report")
-@user_errors
-def rank_report_cmd(
-    budget: BudgetOpt = None,
-    task: TaskOpt = "mrpc",
-    space: SpaceOpt = "lora",
-    samples: Annotated[int, typer.Option(help="Random allocations to sample at the budget.")] = 20,
-    steps: Annotated[Optional[int], typer.Option(help="Cap on training steps per sample (a cheaper fidelity than `verify`); 0 = the full recipe.")] = 30,
-    design: Annotated[str, typer.Option(help="random: per-site ranks from the space; structural: allocations that differ in roles and layers.")] = "random",
-    train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs per sample (default: the recipe's).")] = None,
-    seeds: Annotated[str, typer.Option(help="The two training seeds (their agreement is the noise ceiling).")] = "0,1",
-    model: ModelOpt = None,
-    data_dir: DataOpt = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/rank-TASK-SPACE-BUDGET-nSAMPLES-kSTEPS).")] = None,
-    score_batches: BatchesOpt = 8,
-    seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
-    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
-    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
-) -> None:
-    """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
-
-    Example: heterosearch rank-report --task mrpc --space lora --samples 20 --budget 0.5M --steps 30
-    """
-    from heterosearch.evidence import rank_report
-    from heterosearch.report.render import render_run_report
-
-    b = parse_budget_option(budget)
-    if b is None:
-        raise UserError("missing --budget (e.g. --budget 0.5M)")
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds takes two integers like 0,1, got {seeds!r}"[:200]) from None
-    for s in seed_list:
-        check_seed("--seeds", s)
-    check_int("--samples", samples, 4, 100_000)
-    check_int("--steps", steps, 0, 10**9)
-    check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
-    rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
-                      model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
-                      train_epochs=train_epochs, recipe=given,
-                      task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
-    print_rank_summary(rep)
-    report = render_run_report(rep["out"])
-    typer.echo(f"wrote {Path(rep['out']) / 'rank_report.json'} and {report}")
-
-
-@app.command("frontier")
-@user_errors
-def frontier_cmd(
-    budgets: Annotated[str, typer.Option(help="Comma list of budgets, e.g. 41.5k,83k,0.5M.")],
-    task: TaskOpt = "mrpc",
-    seeds: Annotated[str, typer.Option(help="Training seeds per budget: one count (5) or one per budget (5,3,3).")] = "3",
-    methods: Annotated[Optional[str], typer.Option(help="Comma list from winner,uniform_qv,uniform_all,random,heterolora,adalora.")] = None,
-    space: SpaceOpt = "lora",
-    proxy: ProxyOpt = "spectral",
-    model: ModelOpt = None,
-    data_dir: DataOpt = None,
-    trials: TrialsOpt = 300,
-    train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the recipe's).")] = None,
-    max_train_steps: StepsOpt = None,
-    seed: SeedOpt = 0,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
-    max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
-    text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
-) -> None:
-    """Search at each budget and train the winner and the baselines over seeds: metric against budget.
-
-    Rerun the same command to resume. Example: heterosearch frontier --task mrpc --budgets 41.5k,83k,0.5M --seeds 5,3,3
-    """
-    from heterosearch.evidence.frontier import frontier
-    from heterosearch.report.render import render_run_report
-
-    parsed = [parse_budget_option(b.strip()) for b in budgets.split(",") if b.strip()]
-    try:
-        counts = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds takes a count (5) or one count per budget (5,3,3), got {seeds!r}"[:200]) from None
-    for n in counts:
-        check_int("--seeds", n, 1, MAX_SEEDS)
-    check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
-    from heterosearch.tasks import task_slug
-
-    folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}"
-    doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
-                   space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
-                   max_train_steps=max_train_steps, seed=seed, recipe=given,
-                   task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
-    print_frontier_summary(doc)
-    report = render_run_report(folder)
-    typer.echo(f"wrote {Path(folder) / 'frontier.json'} and {report}")
-
-
-@app.command("report")
-@user_errors
-def report_cmd(run_dir: Annotated[Path, typer.Argument(help="Run folder (run, verify and/or rank-report outputs).")]) -> None:
-    """Render RUN/report.md with its figures (RUN/plots/*.png) from the folder's JSON files only.
-
-    Example: heterosearch report runs/demo
-    """
-    from heterosearch.report.render import render_run_report
-
-    path = render_run_report(run_dir)
-    typer.echo(f"wrote {path}")
+cli_evidence.register(app)  # verify, rank-report, frontier, report: after the stage commands in --help
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Evidence on top of a finished run: multi-seed verification against strong baselines, proxy rankings, frontiers.
 
-Vocabulary: a run's own ``train`` stage (``pipeline.stages.stage_verify``, ``verify.json``)
+Vocabulary: a run's own ``train`` stage (``pipeline.train_stage.stage_verify``, ``verify.json``)
 trains the winner and the uniform baseline once. This package is the evidence commands
 that go further; none of them is a stage of ``run``:
 

@@ -1,6 +1,6 @@
 """The ``verify`` command: the winner and every baseline, trained at the same budget over seeds.
 
-Not the run's ``train`` stage (``pipeline.stages.stage_verify``, one seed, ``verify.json``),
+Not the run's ``train`` stage (``pipeline.train_stage.stage_verify``, one seed, ``verify.json``),
 whose winner/uniform q,v pair at the run's seed it reuses. ``verify_run`` trains every (method, seed) pair with the run's training recipe (the same
 data order, schedule, head initialisation and adapter seed for every method at a given
 seed), writes ``RUN/verify_seeds.json`` after each pair (a rerun skips finished pairs),

@@ -7,8 +7,9 @@ This package is the run: one module a part, each importing only the ones above i
 - ``budget``: which budgets a space can meet on a model, and the uniform baseline at a budget;
 - ``inputs``: ``RunInputs``, the lazily loaded space, model, tokenizer, sites and data;
 - ``folder``: ``Run``, the inputs plus their run folder (open, reopen, record the config);
-- ``stages``: ``stage_score``, ``stage_search``, ``stage_export``, ``stage_verify`` (the CLI's
-  ``train`` stage, writes ``verify.json``), ``write_results`` and ``run_all``.
+- ``train_stage``: ``stage_verify`` (the CLI's ``train`` stage, writes ``verify.json``) and
+  ``check_exported``;
+- ``stages``: ``stage_score``, ``stage_search``, ``stage_export``, ``write_results`` and ``run_all``.
 
 The names are re-exported here: ``from heterosearch.pipeline import Run, run_all`` is the
 way in for the CLI, the tests and the benchmarks.
@@ -28,7 +29,6 @@ from heterosearch.pipeline.files import (
 from heterosearch.pipeline.folder import Run
 from heterosearch.pipeline.inputs import RunInputs
 from heterosearch.pipeline.stages import (
-    check_exported,
     check_searched,
     load_results,
     load_winner,
@@ -36,9 +36,9 @@ from heterosearch.pipeline.stages import (
     stage_export,
     stage_score,
     stage_search,
-    stage_verify,
     write_results,
 )
+from heterosearch.pipeline.train_stage import check_exported, stage_verify
 
 __all__ = [
     "ALLOCATION_FILE",

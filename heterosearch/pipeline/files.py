@@ -1,7 +1,7 @@
 """The run folder's files: what each stage reads and writes, and the check that its inputs are current.
 
 Stage names are the CLI's stage commands. The ``train`` stage (``stage_verify`` in
-``pipeline/stages.py``) writes ``verify.json``: the one-seed check of the winner against the
+``pipeline/train_stage.py``) writes ``verify.json``: the one-seed check of the winner against the
 uniform baseline. The ``verify`` command (``heterosearch.verify``) is not a stage of a run: it
 adds ``verify_seeds.json``, the multi-seed evidence, to a finished run folder.
 

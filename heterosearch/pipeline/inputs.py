@@ -41,6 +41,11 @@ class RunInputs:
 
         return TASKS.get(self.cfg.task) if task_kind(self.cfg.task) == "glue" else self.data.spec
 
+    @property
+    def peft_task_type(self) -> str:
+        """PEFT's task type: the model class PEFT wraps (a causal LM for lm: tasks, a classifier otherwise)."""
+        return "CAUSAL_LM" if self.spec.is_lm else "SEQ_CLS"
+
     @cached_property
     def model_path(self) -> str:
         from heterosearch.models import resolve_model

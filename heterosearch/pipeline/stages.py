@@ -4,12 +4,11 @@ Each stage reads and writes files in the run folder (``pipeline/files.py``), so 
 stage commands (``score``, ``search``, ``export``, ``train``) and ``run`` share one code
 path, and a resumed run skips what is already on disk.
 
-Names: the CLI's ``train`` stage is ``stage_verify`` here and writes ``verify.json``: it
-short-trains the winner and the uniform baseline once, at the run's seed. The ``verify``
-command (``heterosearch.verify``) is the multi-seed evidence on top of a finished run and
-writes ``verify_seeds.json``; it is not a stage of ``run``.
+Names: the CLI's ``train`` stage is ``stage_verify`` (``pipeline/train_stage.py``) and writes
+``verify.json``: it short-trains the winner and the uniform baseline once, at the run's seed.
+The ``verify`` command (``heterosearch.verify``) is the multi-seed evidence on top of a finished
+run and writes ``verify_seeds.json``; it is not a stage of ``run``.
 """
-
 from __future__ import annotations
 
 import sys
@@ -29,12 +28,12 @@ from heterosearch.pipeline.files import (
     SCORES_FILE,
     SEARCH_FILE,
     STUDY_FILE,
-    VERIFY_FILE,
     check_current,
     input_hashes,
     remove_stale,
 )
 from heterosearch.pipeline.folder import Run
+from heterosearch.pipeline.train_stage import stage_verify
 from heterosearch.progress import say
 from heterosearch.space import format_params
 from heterosearch.space.allocation import Allocation, largest_uniform_rank, uniform_allocation
@@ -180,22 +179,6 @@ def _median(xs: list[float]) -> float | None:
     return sorted(xs)[len(xs) // 2] if xs else None
 
 
-def write_peft_native(run: Run, winner: Allocation) -> Path | None:
-    """RUN/adapter/: the trained LoRA-only winner as a folder plain PEFT loads (export/peft_native.py)."""
-    from heterosearch.export.loader import load_adapters
-    from heterosearch.export.peft_native import ADAPTER_DIR, public_model_id, save_peft_adapter
-
-    if not winner.lora or winner.elements:
-        return None  # banks, pools, shortcuts: heterosearch.load_adapters (no PEFT form)
-    model = load_adapters(run.new_model(), run.out)
-    return save_peft_adapter(model, winner, run.site_map, run.space.lora.scaling, run.path(ADAPTER_DIR),
-                             base_model_id=public_model_id(run.cfg.model), task_type=_peft_task_type(run))
-
-
-def _peft_task_type(run: Run) -> str:
-    """PEFT's task type: the model class PEFT wraps (a causal LM for lm: tasks, a classifier otherwise)."""
-    return "CAUSAL_LM" if run.spec.is_lm else "SEQ_CLS"
-
 
 def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     """allocation.json (ours) + adapter_config.json (PEFT), checked by loading it with PEFT."""
@@ -225,7 +208,7 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     # give it a path it can load (the packaged copy).
     peft_part = Allocation(lora=winner.lora)
     if peft_part.lora:
-        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type=_peft_task_type(run))
+        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type=run.peft_task_type)
         save_lora_config(config, run.out)
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
@@ -234,78 +217,6 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     if _normal(old.get("allocation")) != data["allocation"] or old.get("budget") != data.get("budget") or not same_scale:
         _dropped(run, "export", remove_stale(run.out, "export"))  # weights and results of another allocation
     return data
-
-
-def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
-    """The CLI's ``train`` stage: short-train the winner and the uniform baseline with the same seed, data order and schedule.
-
-    Writes ``verify.json`` (the name run folders have always had); the multi-seed evidence is the
-    ``verify`` command's (``heterosearch.verify``), not this stage's.
-    """
-    from heterosearch.train import train_allocation
-    from heterosearch.train.parallel import Job, plan_jobs, run_jobs
-
-    run.check_same_data()  # the models train on the data the run was scored and searched on
-    path = run.path(VERIFY_FILE)
-    done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
-    cfg = run.cfg.train_config()
-    if done.get("train_config", cfg.to_dict()) != cfg.to_dict():
-        done = {}  # `train RUN --lr ...`: another recipe, so both models train again
-    done["train_config"] = cfg.to_dict()
-    evals = {k: v for k, v in run.encoded.items() if k != "train"}
-    baseline, baseline_name = run.baseline_allocation()
-    models = {"winner": (winner, "searched allocation"), "baseline": (baseline, baseline_name)}
-    todo = [label for label, (alloc, _) in models.items()
-            if not (label in done and done[label].get("allocation") == alloc.to_dict())]
-
-    def job(label: str) -> Job:
-        alloc = models[label][0]
-        return Job(label, cfg.steps_for(len(run.encoded["train"])), lambda on_step: train_allocation(
-            run.new_model, run.tokenizer, run.all_sites, alloc, run.space.lora.scaling,
-            run.encoded["train"], evals, run.spec, cfg, label=label, checkpoint=run.path("checkpoints") / f"{label}.pt",
-            save_dir=run.out if label == "winner" else None, on_step=on_step,
-        ))
-
-    # On a CPU the two trainings run side by side, one process and half the threads each
-    # (train/parallel.py: sooner than one after the other); elsewhere one after the other.
-    parallel = plan_jobs(cfg.device, len(todo))
-    if parallel > 1:
-        say(f"training {' and '.join(todo)} side by side ({parallel} processes)")
-    for start in range(0, len(todo), parallel):
-        t0 = time.perf_counter()
-        batch = todo[start : start + parallel]
-        results = run_jobs([job(label) for label in batch], parallel)
-        for label in batch:
-            alloc, name = models[label]
-            res = results[label]
-            expected = alloc.params(run.site_map)
-            if res.params != expected:
-                raise AssertionError(f"{label}: instantiated {res.params} adapter parameters, budget formula says {expected}")
-            done[label] = {
-                "name": name,
-                **res.metrics.get("test", {}),  # the report split at the top level; every split under "splits"
-                **res.summary(),
-                "resumed_from_step": res.resumed_from,
-                "allocation": alloc.to_dict(),
-            }
-            if label == "winner":
-                write_peft_native(run, alloc)
-            write_json(path, done)  # after each model, so a resumed run skips it
-            run.timings[f"train_{label}"] = res.seconds
-        if len(batch) > 1:
-            run.timings["train_side_by_side"] = time.perf_counter() - t0  # wall time of the batch
-        else:
-            run.timings[f"train_{batch[0]}"] = time.perf_counter() - t0
-    done["train_processes"] = parallel
-    done["train_config"] = cfg.to_dict()
-    done["split_roles"] = run.splits
-    done["both_trivial"] = all(done[k].get("trivial", {}).get("test", False) for k in ("winner", "baseline"))
-    from heterosearch.tasks._metrics import compare
-
-    # Which is better on the report split, in the metric's own direction (a loss: lower).
-    done["comparison"] = compare(run.spec.main_metric, "test", done["winner"], done["baseline"])
-    write_json(path, done)
-    return done
 
 
 def write_results(run: Run, winner: Allocation, search: dict[str, Any], verify: dict[str, Any] | None, scores: Any) -> dict[str, Any]:
@@ -355,26 +266,6 @@ def run_all(cfg: RunConfig, resume: bool = False, overwrite: bool = False, verif
     finally:
         if not held_before:
             run_folder.unlock(out)
-
-
-def check_exported(run: Run, winner: Allocation) -> None:
-    """Training reads search.json's winner and writes next to allocation.json: they must agree.
-
-    After ``search DIR --budget B2`` the old allocation.json (and its PEFT config) describe
-    another budget; training then would report one allocation and ship another.
-    """
-    from heterosearch.export.allocation_file import read_allocation
-
-    path = run.path(ALLOCATION_FILE)
-    if not path.is_file():
-        raise UserError(f"{run.out} has no {ALLOCATION_FILE}: run `heterosearch export {run.out}` first")
-    exported, data = read_allocation(path)
-    check_current(run.out, "train", {ALLOCATION_FILE: data})
-    if exported.to_dict() != winner.to_dict() or data.get("budget") != run.cfg.budget:
-        raise UserError(
-            f"{path} (budget {data.get('budget')}) is older than search.json (budget {run.cfg.budget}): "
-            f"run `heterosearch export {run.out}` first, then train"
-        )
 
 
 def check_searched(run: Run, search: dict[str, Any]) -> None:
