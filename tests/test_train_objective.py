@@ -26,7 +26,8 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("train_objective")
     model, data = make_tiny_model(root / "model"), make_glue_dir(root / "data", n_train=96, n_dev=8)
-    run = Run.open(RunConfig(model=str(model), data_dir=str(data), out=str(root / "run"), score_batches=1))
+    run = Run.open(RunConfig(model=str(model), data_dir=str(data), out=str(root / "run"), score_batches=1,
+                              proxies=("spectral",)))
     stage_score(run)
     run.save_config()
     return root / "run"
@@ -130,3 +131,20 @@ def test_api_train_objective_searches_within_budget(tiny_bert: Any) -> None:
     assert result.objective_name == "train" and result.params <= 600
     assert result.objective < 0  # minus a mean validation loss
     assert result.winner_source == "optuna" or result.winner_source.startswith("warm:")
+
+
+def test_run_command_with_train_objective(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from heterosearch.cli import app
+
+    model, data = make_tiny_model(tmp_path / "model"), make_glue_dir(tmp_path / "data", n_train=64, n_dev=8)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--budget", "2k", "--model", str(model), "--data-dir", str(data),
+                                      "--out", str(out), "--objective", "train", "--trials", "3",
+                                      "--score-batches", "1", "--max-train-steps", "2"], env={"HETEROSEARCH_QUIET": "1"})
+    assert result.exit_code == 0, (result.output, result.stderr)
+    s = json.loads((out / "search.json").read_text())
+    assert s["objective_name"] == "train" and s["trials"] == 3 and s["train"]["train_steps"] == 18
+    assert s["train"]["warm_starts"][0] == "exact" and s["winner_trial"] is not None
+    assert "over the knapsack pick's" in (out / "report.md").read_text()

@@ -17,10 +17,14 @@ never pruned: a trial that trained to the end is always scored.
 
 Default: 18 steps of 32 examples (576 examples, about a sixth of an MRPC epoch), one rung at
 6 steps, reduction factor 3, 128 validation examples per rung. On all-MiniLM-L6-v2 (2 CPU
-threads) a step of the recipe's batch is about 1 s and a rung's evaluation about 2 s, so a
-pruned trial costs about 8 s and a complete one about 25 s; in the steady state about three
-trials start per COMPLETE one (``--trials`` counts COMPLETE trials), so count about a minute
-per trial of ``--trials``: ``--trials 8`` adds about 8 minutes to a default-sized run.
+threads) a step of the recipe's batch is 0.75-1.0 s (``reports/mrpc-0.5M/verify.json``) and a
+rung's evaluation (128 examples, forward only) about 1-2 s, so a pruned trial costs about 7 s
+and a complete one about 20 s; in the steady state about three trials start per COMPLETE one
+(``--trials`` counts COMPLETE trials), so allow up to a minute per trial of ``--trials``:
+``--trials 8`` adds under 10 minutes to a default-sized run. Why this fidelity: it keeps such a
+run near the default run's own length, and after the first step every adapter is off its B = 0
+start (``optimize/lookahead.py``), so allocations differ; how well 18 steps rank allocations for
+the 3-epoch training is not measured yet. A longer ``train_steps`` costs proportionally more.
 
 Value (maximised, like every heterosearch study): minus the mean validation loss per example
 (``metric="loss"``: smooth even when a short training leaves every model at the majority
