@@ -100,6 +100,15 @@ def test_train_search_prunes_picks_a_complete_trial_and_resumes(scored: Path) ->
     after = study_of(scored).trials
     assert [(t.number, t.state, t.params, t.value) for t in after[: len(before)]] == before
     assert s2["trials"] == 7 and len(after) > len(before)
+    # A worker joins the same study: it rebuilds the objective and sets the successive-halving pruner
+    # (which marks every trial it examines at a rung; Optuna's default MedianPruner would not).
+    from heterosearch.optimize.worker import run_worker
+
+    joined = run_worker(scored / "study.journal", n_trials=8, seed=1)
+    new = study_of(scored).trials[len(after):]
+    assert joined.complete == 8 and new
+    assert all("completed_rung_0" in t.system_attrs and 2 in t.intermediate_values for t in new
+               if "repaired" not in t.user_attrs)
 
 
 def test_train_objective_settings_are_checked() -> None:
