@@ -182,7 +182,7 @@ def search(
     run_dir: Annotated[Path, typer.Argument(help="Run folder made by `score` or `run`.")],
     budget: BudgetOpt = None,
     proxy: Annotated[Optional[str], typer.Option(help="Proxy to maximise (default: the run's).")] = None,
-    objective: Annotated[Optional[str], typer.Option(help="proxy or lookahead (default: the run's).")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="proxy, lookahead or train (default: the run's).")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (default: the run's).")] = None,
     storage: StorageOpt = None,
 ) -> None:

@@ -183,7 +183,7 @@ ProxyOpt = Annotated[str, typer.Option(help="Proxy whose scores the search maxim
 SeedOpt = Annotated[int, typer.Option(help="Seed for data order, proxies, sampler and adapter init.")]
 DataOpt = Annotated[Optional[str], typer.Option("--data-dir", help="Folder in GLUE TSV layout (DIR/MRPC/train.tsv) (default: the packaged MRPC, then the hub).")]
 OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default: runs/TASK-SPACE-BUDGET-PROXY-sSEED).")]
-ObjectiveOpt = Annotated[str, typer.Option(help="What Optuna maximises: proxy (additive, exact knapsack) or lookahead (a few training steps per trial).")]
+ObjectiveOpt = Annotated[str, typer.Option(help="What Optuna maximises: proxy (additive, exact knapsack), lookahead (a few training steps per trial) or train (18 steps of the recipe per trial, validation loss at rungs, successive-halving pruning; about 1 min per --trials on MiniLM, 2 CPUs: use --trials 8-16).")]
 TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (finished trials of a resumed study count).")]
 EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification training epochs.")]
 StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]

@@ -77,7 +77,7 @@ def test_apply_save_and_load_rebuild_the_same_adapters(tiny_dir: Path, tmp_path:
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"budget": "-5"}, "budget"),
     ({"budget": "2k", "proxy": "nope"}, "nope"),
-    ({"budget": "2k", "objective": "train"}, "objective 'train'"),
+    ({"budget": "2k", "objective": "hyperband"}, "objective 'hyperband'"),  # train is an objective now
     ({"budget": "2k", "seed": -1}, "seed"),
 ])
 def test_bad_arguments_raise_user_errors(tiny_dir: Path, kwargs: dict[str, Any], fragment: str) -> None:

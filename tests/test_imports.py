@@ -109,6 +109,12 @@ UPSTREAM = {
     # a worker joining a lookahead study rebuilds the run's model and data from the settings stored in it
     ("heterosearch.optimize.lookahead", "heterosearch.pipeline.config"),
     ("heterosearch.optimize.lookahead", "heterosearch.pipeline.inputs"),
+    # the train objective trains each trial with the run's own training loop and evaluation (train/loop.py),
+    # and a worker joining a train study rebuilds the run's model, data and recipe from the stored settings
+    ("heterosearch.optimize.train_objective", "heterosearch.train.loop"),
+    ("heterosearch.optimize.train_objective", "heterosearch.train.config"),
+    ("heterosearch.optimize.train_objective", "heterosearch.pipeline.config"),
+    ("heterosearch.optimize.train_objective", "heterosearch.pipeline.inputs"),
     # scoring runs in the precision the model trains in: the same autocast rules as training
     ("heterosearch.proxies.streaming", "heterosearch.train.device"),
     # calibration measures the search's own candidates (its option groups) against a short training

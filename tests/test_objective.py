@@ -205,7 +205,7 @@ def test_bad_objective_is_one_line_exit_2(tiny: dict[str, Path], tmp_path: Path,
     lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
     assert result.exit_code == 2 and "Traceback" not in result.output + result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and "unknown objective" in lines[0], lines
-    assert "available: lookahead, proxy" in lines[0]
+    assert "available: lookahead, proxy, train" in lines[0]
     if command == "run":
         assert "did you mean 'lookahead'" in lines[0]
         assert not (tmp_path / "out").exists()

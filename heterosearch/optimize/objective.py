@@ -18,9 +18,11 @@ SAMPLER_SOURCE = "sampler"
 REPAIRED_ATTR = "repaired"  # trial user attr of a PRUNED over-budget point whose repair was enqueued
 REPAIRED_FROM_ATTR = "repaired_from"  # trial user attr: the number of the over-budget trial it repairs
 PROXY_VALUE_ATTR = "proxy_objective"  # trial user attr under a non-additive objective: the additive proxy value
+PRUNED_BY_ATTR = "pruned_by"  # trial user attr: "pruner" on a trial the study's pruner stopped (objective train)
 #: What a search maximises: the additive proxy sum (its exact optimum is the knapsack's), or the
-#: drop of validation loss after a few steps of the whole allocation (``optimize/lookahead.py``).
-OBJECTIVES: tuple[str, ...] = ("proxy", "lookahead")
+#: drop of validation loss after a few steps of the whole allocation (``optimize/lookahead.py``),
+#: or the validation value of a short training pruned by successive halving (``optimize/train_objective.py``).
+OBJECTIVES: tuple[str, ...] = ("proxy", "lookahead", "train")
 
 
 def check_objective(name: Any) -> str:
@@ -50,7 +52,9 @@ def make_objective(problem: Any, evaluate: Callable[[dict[str, Any]], float] | N
     """The one objective of ``run``/``search`` and of ``heterosearch worker``.
 
     ``problem`` is a ``search.problem.Problem``; ``evaluate`` (choice -> value) is a
-    non-additive objective (``lookahead``), None for the additive proxy objective.
+    non-additive objective (``lookahead``), None for the additive proxy objective. An
+    ``evaluate`` with ``takes_trial`` (``train``) is called as ``evaluate(choice, trial)``: it
+    reports intermediate values and may end the trial PRUNED (its pruner's decision).
 
     Every COMPLETE trial's ``params`` are the allocation it evaluated, within the budget, so
     ``study.best_params`` and optuna-dashboard show what was scored. Define-by-run cannot
@@ -85,7 +89,7 @@ def make_objective(problem: Any, evaluate: Callable[[dict[str, Any]], float] | N
         if evaluate is None:
             return additive
         trial.set_user_attr(PROXY_VALUE_ATTR, additive)
-        value = float(evaluate(choice))
+        value = float(evaluate(choice, trial) if getattr(evaluate, "takes_trial", False) else evaluate(choice))
         if not math.isfinite(value):  # Optuna fails a trial that returns NaN: recorded, never ranked
             trial.set_user_attr("error", f"non-finite objective {value}")
             return math.nan

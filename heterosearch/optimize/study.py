@@ -34,6 +34,7 @@ from heterosearch.optimize.objective import (
     PARAM_PREFIX,
     PROBLEM_ATTR,
     PROXY_VALUE_ATTR,
+    PRUNED_BY_ATTR,
     REPAIRED_FROM_ATTR,
     SAMPLER_SOURCE,
     SOURCE_ATTR,
@@ -87,6 +88,7 @@ class SearchResult:
     best_number: int | None = None  # the winning trial
     best_source: str = ""  # its ``source``: "sampler" (Optuna's own point, maybe repaired), "baseline", "warm:<name>"
     exact_trial_value: float | None = None  # the objective at the knapsack's pick, if it ran as a (warm-start) trial
+    pruned_trials: int = 0  # trials the study's pruner stopped (objective train; budget and surplus prunes not counted)
 
     @property
     def ratio(self) -> float:
@@ -209,12 +211,14 @@ def run_search(
     warm_starts: list[tuple[str, dict[str, Any]]] | None = None,
     evaluate: Callable[[dict[str, Any]], float] | None = None,
     objective_spec: dict[str, Any] | None = None,
+    pruner: Any = None,
 ) -> SearchResult:
     """Run (or resume, or join) the study up to ``n_trials`` finished trials, then solve exactly too.
 
     ``storage`` (a URL, or a journal path, or ``IN_MEMORY``) overrides the journal at
     ``storage_path``. ``evaluate``: a non-additive objective (choice -> value) described by
-    ``objective_spec``; None = the additive proxy objective.
+    ``objective_spec``; None = the additive proxy objective. ``pruner``: the study's Optuna
+    pruner in this process (a pruner is not stored: every process that joins sets its own).
     """
     import optuna
 
@@ -224,6 +228,8 @@ def run_search(
     # Only the run folder's own journal may be replaced; a shared storage may hold other runs' studies.
     study = prepare_study(problem, n_trials, seed, where, study_name, enqueue, replace_other=storage is None,
                           warm_starts=warm_starts, objective_spec=objective_spec)
+    if pruner is not None:
+        study.pruner = pruner
     if storage is not None and str(storage) != IN_MEMORY:
         say(f"search: study {study_name!r} on {describe(where)}; more workers can join with\n"
             f"  heterosearch worker --storage '{describe(where)}' --study '{study_name}'")
@@ -240,6 +246,7 @@ def run_search(
     exact_seconds = time.perf_counter() - t0
 
     complete_trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED and t.user_attrs.get(PRUNED_BY_ATTR) == "pruner" for t in study.trials)
     feasible = [t for t in complete_trials if t.user_attrs.get("params", problem.budget + 1) <= problem.budget]
     feasible_numbers = {t.number for t in feasible}
     history = [
@@ -272,6 +279,7 @@ def run_search(
         best_number=best_number,
         best_source=best_source,
         exact_trial_value=exact_trial_value,
+        pruned_trials=pruned,
         trials=len(complete_trials),
         feasible_trials=len(feasible),
         seconds=seconds,

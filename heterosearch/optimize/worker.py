@@ -3,9 +3,10 @@
 The study (made by ``heterosearch run/search --storage URL``) carries the whole search
 problem in its user attributes, so a worker needs no model, no data and no proxy pass:
 it loads the problem, runs the same objective as ``run`` until the study has the requested
-number of COMPLETE trials, and exits. A ``lookahead`` study also stores the run settings its
-objective depends on: the worker rebuilds model and data from them (same model and data
-paths needed on its machine).
+number of COMPLETE trials, and exits. A ``lookahead`` or ``train`` study also stores the run
+settings its objective depends on: the worker rebuilds model and data from them (same model and
+data paths needed on its machine); a ``train`` worker also sets the study's successive-halving
+pruner (pruners are not stored), and its rung values join the other processes' in the storage.
 """
 
 from __future__ import annotations
@@ -113,6 +114,11 @@ def run_worker(
         from heterosearch.optimize.lookahead import from_spec
 
         evaluate = from_spec(spec)
+    elif spec.get("name") == "train":
+        from heterosearch.optimize import train_objective
+
+        evaluate = train_objective.from_spec(spec)
+        study.pruner = evaluate.cfg.pruner()
     elif spec.get("name") != "proxy":
         raise UserError(f"study {study.study_name!r} uses objective {spec.get('name')!r}, which this version cannot evaluate")
     say(f"worker: study {study.study_name!r} on {where}: budget {problem.budget:,}, objective {spec['name']}, "

@@ -23,6 +23,8 @@ class RunConfig:
     space: str = "lora"
     proxy: str = "spectral"
     objective: str = "proxy"  # what the search maximises (optimize.objective.OBJECTIVES)
+    # objective "train": steps of a fully trained trial (optimize/train_objective.py); None = its default (18)
+    train_steps: int | None = None
     trials: int = 300
     train_epochs: float = recipe.EPOCHS
     max_train_steps: int | None = None
@@ -79,6 +81,8 @@ class RunConfig:
         for name in ("seed", "split_seed"):
             if not 0 <= getattr(self, name) < 2**32:  # what numpy and torch generators accept
                 raise UserError(f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(self, name)}")
+        if self.train_steps is not None and not 1 <= self.train_steps <= 1_000_000:
+            raise UserError(f"train_steps (the train objective's steps per trial) must be in [1, 1000000], got {self.train_steps}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
         from heterosearch.train.device import check_precision, resolve_device
@@ -135,7 +139,7 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"objective": "proxy", "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
+_DEFAULTS = {"objective": "proxy", "train_steps": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
              "precision": "fp32", "scoring": "auto", "score_checkpointing": False}  # settings older run folders did not record
 
 

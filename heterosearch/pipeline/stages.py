@@ -77,14 +77,16 @@ def stage_score(run: Run) -> Any:
 def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     """Optuna study + exact optimum of the same objective; the better one is the winner.
 
-    ``--objective lookahead``: the study is warm-started with the exact optimum of the proxy,
-    the uniform baselines and the proxy's diverse shortlist (``optimize/warm.py``) and
-    maximises the lookahead value; its best trial wins.
+    ``--objective lookahead`` or ``train`` (``pipeline/objectives.py``): the study is warm-started
+    with the exact optimum of the proxy, the uniform baselines and the proxy's diverse shortlist
+    (``optimize/warm.py``) and maximises that objective on the validation split; its best
+    COMPLETE trial wins.
     """
     from heterosearch.optimize import run_search
     from heterosearch.optimize.build import build_problem, decode
     from heterosearch.optimize.shortlist import shortlist
     from heterosearch.optimize.study import PARAM_PREFIX, default_study_name
+    from heterosearch.pipeline.objectives import DESCRIPTIONS, search_setup, summary_section
     from heterosearch.proxies.calibration import factors_for
 
     t0 = time.perf_counter()
@@ -95,19 +97,11 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     enq_lora = uniform_allocation(run.sites, roles, enq_rank).lora if enq_rank else {}
     enqueue = problem.baseline_choice({PARAM_PREFIX + k: r for k, r in enq_lora.items()}) if enq_rank else None
     picks = shortlist(problem)
-    extra: dict[str, Any] = {}
-    if run.cfg.objective == "lookahead":
-        from heterosearch.optimize import lookahead
-        from heterosearch.optimize.warm import warm_starts
-
-        la_cfg = lookahead.run_config(run.cfg)
-        warm = warm_starts(problem, picks[0].choice, picks, run.sites, roles, run.space.lora.roles, run.space.lora.ranks)
-        evaluate = lookahead.for_run(run, la_cfg)
-        extra = {"enqueue": None, "warm_starts": warm, "evaluate": evaluate,
-                 "objective_spec": lookahead.spec_for_run(run.cfg, la_cfg)}
+    setup = search_setup(run, problem, picks, roles)
+    extra = dict(setup)
     result = run_search(problem, run.cfg.trials, run.cfg.seed, run.path(STUDY_FILE), enqueue=extra.pop("enqueue", enqueue),
                         storage=run.cfg.storage, study_name=default_study_name(run.out, run.cfg.storage), **extra)
-    lookahead_run = run.cfg.objective == "lookahead"
+    lookahead_run = run.cfg.objective != "proxy"  # lookahead or train: the knapsack's pick is one of the trials
     if lookahead_run:
         use_exact = False  # the exact optimum is the proxy's: it competes as the warm-start trial "warm:exact"
         source = "optuna" if result.best_source.startswith("sampler") else result.best_source
@@ -123,14 +117,12 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     winner = decode(result.exact_choice if use_exact else result.best_choice, run.space, run.sites)
     summary = {
         "proxy": run.cfg.proxy,
-        "objective": "sum of the chosen options' proxy scores (per-site LoRA ranks, shortcuts, one bank or MoS pool "
-        "per role), divided by the best single option's score" if run.cfg.objective == "proxy" else
-        "lookahead: drop of validation-split loss after a few AdamW steps of the whole allocation (optimize/lookahead.py)",
+        "objective": DESCRIPTIONS[run.cfg.objective],
         "objective_name": run.cfg.objective,
         "exact": result.exact,
         "best_objective": result.best_objective,
         "best_params": result.best_params,
-        "exact_objective": exact_value,  # lookahead: the knapsack pick's lookahead value (its proxy value below)
+        "exact_objective": exact_value,  # lookahead, train: the knapsack pick's value on it (its proxy value below)
         "exact_proxy_objective": result.exact_objective,
         "exact_params": result.exact_params,
         "ratio": ratio,
@@ -155,29 +147,18 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
     if run.space.calibration is not None:  # what scaled each kind's values (proxies/calibration.py)
         summary["calibration"] = {**scores.meta.get("calibration", {}), "applied": factors is not None}
     if lookahead_run:
-        summary["lookahead"] = {
-            **extra["objective_spec"]["config"], "start_val_loss": extra["evaluate"].start_loss,
-            # medians over the allocations this process trained (wall time grows with the machine's load)
-            "seconds_per_trial": _median(extra["evaluate"].seconds),
-            "cpu_seconds_per_trial": _median(extra["evaluate"].cpu_seconds),
-            "warm_starts": [name for name, _ in extra["warm_starts"]],
-            "margin_over_exact": result.best_objective - exact_value,  # winner - knapsack pick, on this objective
-        }
+        summary[run.cfg.objective] = summary_section(run.cfg.objective, setup, result, exact_value)
     summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
     changed = _search_changed(run, summary)
     write_json(run.path(SEARCH_FILE), summary)
     if changed:  # another winner or budget: the export, trainings and report made from the old one are stale
         _dropped(run, "search", remove_stale(run.out, "search"))
     run.timings["search"] = time.perf_counter() - t0
-    say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible objective {result.best_objective:.4f} "
-        f"= {100 * ratio:.1f}% of the {'knapsack pick' if lookahead_run else 'exact optimum'} {exact_value:.4f}"
-        f" (winner: {source})")
+    compared = (f"{result.best_objective - exact_value:+.4f} over the knapsack pick {exact_value:.4f}" if lookahead_run
+                else f"= {100 * ratio:.1f}% of the exact optimum {exact_value:.4f}")  # train values are negative losses
+    say(f"search: {result.trials} trials in {result.seconds:.1f}s, best feasible {run.cfg.objective} objective "
+        f"{result.best_objective:.4f} {compared} (winner: {source})")
     return winner, summary
-
-
-def _median(xs: list[float]) -> float | None:
-    return sorted(xs)[len(xs) // 2] if xs else None
-
 
 
 def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:

@@ -237,8 +237,8 @@ def search_history(search: Mapping[str, Any], path: Path) -> Path:
         ax.axhline(search["exact_objective"], color="tab:red", ls="--", lw=1.2,
                    label=f"exact optimum {search['exact_objective']:.3f}")
     ax.set_xlabel("trial", fontsize=9)
-    ax.set_ylabel("objective (lookahead: val-loss drop)" if search.get("objective_name") == "lookahead"
-                  else "objective (normalised proxy sum)", fontsize=9)
+    ylabels = {"lookahead": "objective (lookahead: val-loss drop)", "train": "objective (train: minus val loss)"}
+    ax.set_ylabel(ylabels.get(search.get("objective_name"), "objective (normalised proxy sum)"), fontsize=9)
     ratio = search.get("ratio")
     ax.set_title(f"search: {search.get('trials', len(history))} trials, best feasible = "
                  f"{'n/a' if ratio is None else f'{100 * ratio:.1f} %'} of the exact optimum", fontsize=9)

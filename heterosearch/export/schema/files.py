@@ -228,6 +228,7 @@ CONFIG = FileSchema(
                     "space": Str(),
                     "proxy": Str(),
                     "trials": Int(lo=0),
+                    "train_steps": Opt(Int(lo=1)),
                     "train_epochs": Num(),
                     "max_train_steps": Opt(Int(lo=0)),
                     "seed": Int(lo=0),

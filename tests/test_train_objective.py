@@ -1,0 +1,159 @@
+"""The ``train`` objective: short trainings on the validation split, pruned by successive halving.
+
+A tiny saved BERT and a tiny GLUE folder (tests/tiny_run.py), a handful of trials of a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from heterosearch.errors import UserError
+from tests.tiny_run import make_glue_dir, make_tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
+BUDGET = 2000
+STEPS = 6  # train_steps: one rung at 2 steps (run_config: a third of them), the last at 6
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from heterosearch.pipeline import Run, RunConfig, stage_score
+
+    root = tmp_path_factory.mktemp("train_objective")
+    model, data = make_tiny_model(root / "model"), make_glue_dir(root / "data", n_train=96, n_dev=8)
+    run = Run.open(RunConfig(model=str(model), data_dir=str(data), out=str(root / "run"), score_batches=1,
+                              proxies=("spectral",)))
+    stage_score(run)
+    run.save_config()
+    return root / "run"
+
+
+def search(run_dir: Path, trials: int) -> tuple[dict[str, Any], Any]:
+    """``search RUN --objective train`` through the stage (returns search.json and the evaluated objective's run)."""
+    from heterosearch.pipeline import Run, stage_score, stage_search
+
+    run = Run.reopen(run_dir, budget=BUDGET, objective="train", trials=trials, train_steps=STEPS)
+    stage_search(run, stage_score(run))
+    run.save_config()
+    return json.loads((run_dir / "search.json").read_text()), run
+
+
+def study_of(run_dir: Path) -> Any:
+    import optuna
+
+    from heterosearch.optimize.storage import open_storage
+
+    return optuna.load_study(study_name="heterosearch", storage=open_storage(run_dir / "study.journal"))
+
+
+def test_train_search_prunes_picks_a_complete_trial_and_resumes(scored: Path) -> None:
+    import optuna
+
+    from heterosearch.optimize import train_objective
+    from heterosearch.optimize.build import decode
+
+    State = optuna.trial.TrialState
+    s, run = search(scored, trials=6)
+    study = study_of(scored)
+    trials = study.trials
+    complete = [t for t in trials if t.state == State.COMPLETE]
+    assert len(complete) == s["trials"] == 6
+    # The successive-halving pruner stopped some trials at the rung (not the budget, not the trial count).
+    by_pruner = [t for t in trials if t.state == State.PRUNED and t.user_attrs.get("pruned_by") == "pruner"]
+    assert by_pruner and s["train"]["pruned_trials"] == len(by_pruner)
+    for t in by_pruner:
+        assert "repaired" not in t.user_attrs and "surplus" not in t.user_attrs
+        assert list(t.intermediate_values) == [2] == [t.user_attrs["pruned_at_step"]]
+    for t in complete:
+        assert list(t.intermediate_values) == [2, STEPS] and t.value == t.intermediate_values[STEPS]
+    assert s["train"]["rungs"] == [2] and s["train"]["train_steps"] == STEPS
+    # The winner is the best COMPLETE trial, from Optuna's study, within the budget.
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    assert s["winner_trial"] == best.number == s["optuna_best_trial"]
+    assert s["winner_source"] == ("optuna" if best.user_attrs["source"].startswith("sampler") else best.user_attrs["source"])
+    assert s["winner"] == decode(best.params, run.space, run.sites).to_dict()
+    assert s["best_params"] == best.user_attrs["params"] <= BUDGET
+    assert all(h["params"] <= BUDGET for h in s["history"])
+    # The knapsack's pick is the trial warm:exact; the margin over it is recorded on the validation objective.
+    exact = next(t for t in trials if t.user_attrs.get("source") == "warm:exact")
+    assert exact.state == State.COMPLETE and s["exact_objective"] == exact.value
+    assert s["train"]["margin_over_exact"] == pytest.approx(best.value - exact.value) and best.value >= exact.value
+    # Each trial's params are what was trained: a fresh objective (as a worker rebuilds it from the study)
+    # trains the params of the winner and of a pruned trial to the same values, bit for bit.
+    fresh = train_objective.from_spec(study.user_attrs["heterosearch.objective"])
+    assert fresh.cfg.train_steps == STEPS
+    assert fresh(best.params) == best.value
+    pruned = by_pruner[0]
+    fresh(pruned.params)  # no trial: trained to the end, unpruned
+    allocation, values = fresh.trained[-1]
+    assert allocation == decode(pruned.params, run.space, run.sites).to_dict() and values[2] == pruned.intermediate_values[2]
+    # Re-running resumes: the same trial count trains nothing new, a larger one appends to the same study.
+    before = [(t.number, t.state, t.params, t.value) for t in trials]
+    search(scored, trials=6)
+    assert [(t.number, t.state, t.params, t.value) for t in study_of(scored).trials] == before
+    s2, _ = search(scored, trials=7)
+    after = study_of(scored).trials
+    assert [(t.number, t.state, t.params, t.value) for t in after[: len(before)]] == before
+    assert s2["trials"] == 7 and len(after) > len(before)
+    # A worker joins the same study: it rebuilds the objective and sets the successive-halving pruner
+    # (which marks every trial it examines at a rung; Optuna's default MedianPruner would not).
+    from heterosearch.optimize.worker import run_worker
+
+    joined = run_worker(scored / "study.journal", n_trials=8, seed=1)
+    new = study_of(scored).trials[len(after):]
+    assert joined.complete == 8 and new
+    assert all("completed_rung_0" in t.system_attrs and 2 in t.intermediate_values for t in new
+               if "repaired" not in t.user_attrs)
+
+
+def test_train_objective_settings_are_checked() -> None:
+    from heterosearch.optimize.train_objective import TrainObjectiveConfig
+
+    assert TrainObjectiveConfig().rungs() == [6]
+    assert TrainObjectiveConfig(train_steps=100, rung_steps=4, reduction_factor=3).rungs() == [4, 12, 36]
+    for bad in ({"train_steps": 0}, {"rung_steps": 30}, {"reduction_factor": 1}, {"metric": "accuracy"}):
+        with pytest.raises(UserError):
+            TrainObjectiveConfig(**bad)
+
+
+def test_bad_train_steps_is_a_user_error() -> None:
+    from heterosearch.pipeline import RunConfig
+
+    with pytest.raises(UserError, match="train_steps"):
+        RunConfig(objective="train", train_steps=0)
+
+
+def test_api_train_objective_searches_within_budget(tiny_bert: Any) -> None:
+    import heterosearch
+    from tests.tiny_models import tiny_batch
+
+    batches = [tiny_batch(n=8, seed=i) for i in range(4)]
+    with pytest.raises(UserError, match="train_steps"):
+        heterosearch.search(tiny_bert(), batches, budget=600, objective="train", score_batches=2, train_steps=0)
+    result = heterosearch.search(tiny_bert(), batches, budget=600, objective="train", score_batches=2, trials=4,
+                                 train_steps=3)
+    assert result.objective_name == "train" and result.params <= 600
+    assert result.objective < 0  # minus a mean validation loss
+    assert result.winner_source == "optuna" or result.winner_source.startswith("warm:")
+
+
+def test_run_command_with_train_objective(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from heterosearch.cli import app
+
+    model, data = make_tiny_model(tmp_path / "model"), make_glue_dir(tmp_path / "data", n_train=64, n_dev=8)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--budget", "2k", "--model", str(model), "--data-dir", str(data),
+                                      "--out", str(out), "--objective", "train", "--trials", "3",
+                                      "--score-batches", "1", "--max-train-steps", "2"], env={"HETEROSEARCH_QUIET": "1"})
+    assert result.exit_code == 0, (result.output, result.stderr)
+    s = json.loads((out / "search.json").read_text())
+    assert s["objective_name"] == "train" and s["trials"] == 3 and s["train"]["train_steps"] == 18
+    assert s["train"]["warm_starts"][0] == "exact" and s["winner_trial"] is not None
+    assert "over the knapsack pick's" in (out / "report.md").read_text()
