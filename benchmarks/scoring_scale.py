@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Scoring memory and time against a frozen forward+backward, on random Llama-style models.
 
-    nice -n 5 env OMP_NUM_THREADS=1 python benchmarks/scoring_scale.py [--quick]
+    nice -n 5 env OMP_NUM_THREADS=1 python benchmarks/scoring_scale.py [--quick] [--batch 4] [--grid 256x4,2048x4]
 
 For each model (widths 256-2048 at 4 layers, depths 4-16 at width 256; LlamaConfig, random
 init, intermediate = 2.6875 x width as Llama-2, 64-dim heads, vocab 1000) a fresh subprocess
-runs, on one batch of 4 x 64 tokens (score_batches = 1):
+runs, on one batch of --batch x 64 tokens (default 4 x 64; score_batches = 1):
 
   reference   one frozen forward+backward: no parameter requires grad, the embeddings' output
               does, so backward crosses every layer (what LoRA training of a frozen base costs)
@@ -23,6 +23,13 @@ included) and that minus the resident set just before it ("added"). Sampling can
 shorter than 0.5 ms; the phases here last seconds. Both ratios are reported; total is what
 decides whether a model fits, added is the honest measure of the scoring machinery itself.
 Writes reports/scoring_scale.{json,md,png}.
+
+Why --batch matters: the sketches are O((d_in + d_out)(k + l)) per site whatever the batch,
+while the reference's activations grow with its tokens T, so the added-memory ratio falls like
+1/T towards the floor set by the sites' inputs the hooks keep until backward (about 0.4 of a
+frozen Llama layer's activations). Peak memory at the largest width is about 1.5 GB
+(2048 x 4: 0.8 GB of float32 weights); with --exact-max-width 2048 the exact path adds 12 bytes
+per adapted weight (1.9 GB there), well inside 24 GB.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # Ordered so that a run cut short still has both series: results are written after every model.
 GRID = [(256, 4), (512, 4), (256, 8), (1024, 4), (256, 16), (2048, 4)]
 QUICK = [(256, 2), (512, 2)]
-BATCH, SEQ = 4, 64
+SEQ = 64
 
 
 def _rss() -> int:
@@ -94,7 +101,7 @@ def llama(width: int, layers: int) -> Any:
     return tf.AutoModelForSequenceClassification.from_config(cfg, dtype=torch.float32).eval()
 
 
-def measure(width: int, layers: int, exact_max_width: int) -> dict[str, Any]:
+def measure(width: int, layers: int, exact_max_width: int, batch_size: int) -> dict[str, Any]:
     """One model, all phases, in this (fresh) process; prints a JSON line after each phase."""
     import torch
 
@@ -109,8 +116,8 @@ def measure(width: int, layers: int, exact_max_width: int) -> dict[str, Any]:
     model = llama(width, layers)
     sites = [s for s in discover_sites(model) if s.role in set(space.lora.roles)]
     g = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.randint(3, 1000, (BATCH, SEQ), generator=g),
-             "attention_mask": torch.ones(BATCH, SEQ, dtype=torch.long), "labels": torch.tensor([0, 1, 0, 1])}
+    batch = {"input_ids": torch.randint(3, 1000, (batch_size, SEQ), generator=g),
+             "attention_mask": torch.ones(batch_size, SEQ, dtype=torch.long), "labels": torch.arange(batch_size) % 2}
     r_max = max(space.lora.ranks)
 
     def reference() -> None:
@@ -124,7 +131,7 @@ def measure(width: int, layers: int, exact_max_width: int) -> dict[str, Any]:
     reference()  # warm-up: first-call allocations and kernels
     out: dict[str, Any] = {"width": width, "layers": layers, "params": sum(p.numel() for p in model.parameters()),
                            "sites": len(sites), "site_weights": sum(s.d_in * s.d_out for s in sites),
-                           "tokens": BATCH * SEQ}
+                           "tokens": batch_size * SEQ}
     with Peak() as p:
         reference()
     ref = [p.row()]
@@ -138,7 +145,8 @@ def measure(width: int, layers: int, exact_max_width: int) -> dict[str, Any]:
     out["reference"]["total_mb"] = max(r["total_mb"] for r in ref)
     out["reference"]["added_mb"] = max(r["added_mb"] for r in ref)
     k, l, s = sketch_widths(r_max, ScoringOptions().oversample)  # noqa: E741
-    out["sketch_state_mb"] = sum(4 * (x.d_out * k + l * x.d_in + s * s) for x in sites) / 2**20
+    out["sketch_state_mb"] = (sum(4 * (x.d_out * k + l * x.d_in + s * s) for x in sites)
+                              + maps_bytes({w for x in sites for w in (x.d_in, x.d_out)}, k, l, s, r_max)) / 2**20
     out["exact_state_mb"] = (exact_bytes(sites) + 4 * sum(x.d_in * x.d_out for x in sites)) / 2**20
     print(json.dumps(out), flush=True)
     # The exact path's svdvals are cubic in width (a 2048 x 5504 site alone is ~90 GFLOP):
@@ -167,6 +175,11 @@ def site_bytes(d_in: int, d_out: int, k: int, l: int, s: int) -> tuple[int, int]
     return 4 * (d_out * k + l * d_in + s * s), 12 * d_in * d_out
 
 
+def maps_bytes(widths: set[int], k: int, l: int, s: int, r_max: int) -> int:  # noqa: E741
+    """The Gaussian test matrices shared by the sites of each width (``sketch.TestMaps``), float32."""
+    return sum(4 * d * (k + l - 2 * r_max + 2 * s) for d in widths)
+
+
 def extrapolate(k: int, l: int, s: int) -> dict[str, dict[str, float]]:  # noqa: E741
     """Scoring state for Llama-2-7B / 70B (lora space roles q, k, v, o, ffn_in, ffn_out)."""
     shapes = {"Llama-2-7B": (32, 4096, 4096, 11008), "Llama-2-70B": (80, 8192, 1024, 28672)}
@@ -177,27 +190,41 @@ def extrapolate(k: int, l: int, s: int) -> dict[str, dict[str, float]]:  # noqa:
         for d_in, d_out in per_layer:
             a, b = site_bytes(d_in, d_out, k, l, s)
             st, ex = st + a, ex + b
-        out[name] = {"streaming_gb": layers * st / 2**30, "exact_gb": layers * ex / 2**30,
+        st_all = layers * st + maps_bytes({d, kv, inter}, k, l, s, 64)
+        out[name] = {"streaming_gb": st_all / 2**30, "exact_gb": layers * ex / 2**30,
                      "weights_bf16_gb": layers * sum(i * o for i, o in per_layer) * 2 / 2**30}
     return out
 
 
-def child(width: int, layers: int, exact_max_width: int) -> None:
+def child(width: int, layers: int, exact_max_width: int, batch_size: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-    print(json.dumps(measure(width, layers, exact_max_width)), flush=True)
+    print(json.dumps(measure(width, layers, exact_max_width, batch_size)), flush=True)
+
+
+def grid(text: str) -> list[tuple[int, int]]:
+    """'256x4,2048x4' -> [(256, 4), (2048, 4)]; widths must be multiples of 64 (64-dim heads)."""
+    try:
+        pairs = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--grid takes WIDTHxLAYERS,... (e.g. 256x4,512x4), got {text!r}") from None
+    if not pairs or any(len(p) != 2 or p[0] % 64 or p[0] <= 0 or p[1] <= 0 for p in pairs):
+        raise argparse.ArgumentTypeError(f"--grid takes WIDTHxLAYERS,... with widths a multiple of 64, got {text!r}")
+    return [(p[0], p[1]) for p in pairs]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="two small models (a smoke test of this script)")
     ap.add_argument("--exact-max-width", type=int, default=512, help="run the exact path up to this width")
+    ap.add_argument("--grid", type=grid, help="models to run instead of the default grid, e.g. 256x4,512x4")
+    ap.add_argument("--batch", type=int, default=4, help="examples of 64 tokens in the scoring batch (default 4)")
     ap.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="reports")
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.exact_max_width)
+        child(args.child[0], args.child[1], args.exact_max_width, args.batch)
         return
     t0 = time.time()
     load_start = os.getloadavg()
@@ -208,9 +235,11 @@ def main() -> None:
     k, l, s = sketch_widths(64, ScoringOptions().oversample)  # noqa: E741
     out = ROOT / args.out
     out.mkdir(exist_ok=True)
-    for width, layers in QUICK if args.quick else GRID:
+    if args.batch < 1:
+        raise SystemExit("--batch must be >= 1")
+    for width, layers in args.grid or (QUICK if args.quick else GRID):
         proc = subprocess.run([sys.executable, __file__, "--child", str(width), str(layers),
-                               "--exact-max-width", str(args.exact_max_width)],
+                               "--exact-max-width", str(args.exact_max_width), "--batch", str(args.batch)],
                               env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -218,6 +247,7 @@ def main() -> None:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = rows[-1]
         print(f"{width} x {layers}: memory total {r['streaming']['total_mb'] / r['reference']['total_mb']:.2f}x, "
+              f"added {r['streaming']['added_mb'] / max(r['reference']['added_mb'], 1e-9):.2f}x, "
               f"time {r['streaming']['seconds'] / r['reference']['seconds']:.2f}x "
               f"(cpu {r['streaming']['cpu_seconds'] / r['reference']['cpu_seconds']:.2f}x)", flush=True)
         result = {"rows": rows, "extrapolation": extrapolate(k, l, s), "sketch": {"k": k, "l": l, "s": s},
@@ -244,6 +274,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             continue
         xs = [r[key] for r in rs]
         ax.plot(xs, [r["streaming"]["total_mb"] / r["reference"]["total_mb"] for r in rs], "o-", label="memory, total")
+        ax.plot(xs, [r["streaming"]["added_mb"] / max(r["reference"]["added_mb"], 1e-9) for r in rs], "D-",
+                label="memory, added")
         ax.plot(xs, [r["streaming"]["seconds"] / r["reference"]["seconds"] for r in rs], "s-", label="time (wall)")
         ax.plot(xs, [r["streaming"]["cpu_seconds"] / r["reference"]["cpu_seconds"] for r in rs], "^-", label="time (CPU)")
         ex = [(r[key], r["exact"]["total_mb"] / r["reference"]["total_mb"]) for r in rs if "exact" in r]
@@ -256,21 +288,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         if key == "width":
             ax.set_xscale("log", base=2)
         ax.legend(fontsize=8)
-    fig.suptitle("Scoring cost relative to a frozen forward+backward (random Llama, 256 tokens)")
+    fig.suptitle(f"Scoring cost relative to a frozen forward+backward (random Llama, {rows[0]['tokens']} tokens)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = ["| width x layers | params | sites | streaming mem total / ref | added / ref added | time / ref | CPU time / ref "
+    lines = ["| width x layers | tokens | params | sites | streaming mem total / ref | added / ref added | time / ref | CPU time / ref "
              "| exact mem total / ref | exact time / ref | alloc. objective (stream / exact opt.) | same rank |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         st, ref = r["streaming"], r["reference"]
         ex = r.get("exact")
         ag = r.get("agreement")
         lines.append(
-            f"| {r['width']} x {r['layers']} | {r['params'] / 1e6:.0f}M | {r['sites']} | "
+            f"| {r['width']} x {r['layers']} | {r['tokens']} | {r['params'] / 1e6:.0f}M | {r['sites']} | "
             f"**{st['total_mb'] / ref['total_mb']:.2f}** ({st['total_mb']:.0f} / {ref['total_mb']:.0f} MB) | "
             f"{st['added_mb'] / max(ref['added_mb'], 1e-9):.2f} ({st['added_mb']:.0f} / {ref['added_mb']:.0f} MB) | "
             f"**{st['seconds'] / ref['seconds']:.2f}** ({st['seconds']:.1f} / {ref['seconds']:.1f} s) | "

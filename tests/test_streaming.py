@@ -160,12 +160,34 @@ def test_auto_is_exact_on_small_models_and_options_are_checked(setup: dict[str, 
             ScoringOptions(**bad)
 
 
-def test_streaming_refuses_banks(setup: dict[str, Any]) -> None:
+def test_streaming_refuses_banks_and_shortcuts(setup: dict[str, Any], tmp_path: Any) -> None:
+    """Banks and shortcuts need full gradient matrices: one clear error, not a silent exact pass."""
     from heterosearch.proxies.kinds import score_space
     from heterosearch.space import load_space
 
-    space = load_space("sharing")
-    if not ({"bank", "mos"} & set(space.kinds)):
-        pytest.skip("the sharing space has no bank or mos kind")
-    with pytest.raises(UserError, match="streaming scoring cannot score"):
-        score_space(setup["model"], setup["sites"], setup["batches"], space, ["spectral"], 0, "streaming")
+    args = (setup["model"], setup["sites"], setup["batches"])
+    with pytest.raises(UserError, match="streaming scoring cannot score bank yet"):
+        score_space(*args, load_space("sharing"), ["spectral"], 0, "streaming")
+    (tmp_path / "sc.yaml").write_text(SPACE + "  shortcut:\n    types: [residual_1]\n    ranks: [0, 2, 4]\n")
+    with pytest.raises(UserError, match="streaming scoring cannot score shortcut yet"):
+        score_space(*args, load_space(tmp_path / "sc.yaml"), ["grad_norm"], 0, "streaming")
+    # synflow is undefined for shortcuts, so nothing needs their gradient: allowed
+    assert "synflow" in score_space(*args, load_space(tmp_path / "sc.yaml"), ["synflow"], 0, "streaming").curves
+
+
+def test_mos_pools_are_scored_from_the_sketched_singular_values(setup: dict[str, Any], tmp_path: Any) -> None:
+    """A MoS pool's value needs only its members' top singular values: streaming matches exact
+    within the sketch's spectral-curve error (15 %, as above), and is not identical (it is a sketch)."""
+    from heterosearch.proxies.kinds import score_space
+    from heterosearch.space import load_space
+
+    (tmp_path / "mos.yaml").write_text(SPACE + "  mos:\n    roles: [q, v, ffn_in]\n    equivalent_ranks: [0, 2, 4]\n"
+                                       "    site_ranks: [2, 4, 8]\n    shards: 2\n    private_rank: 1\n")
+    space = load_space(tmp_path / "mos.yaml")
+    args = (setup["model"], setup["sites"], setup["batches"], space, ["spectral"], 0)
+    exact = score_space(*args, "exact").kinds["spectral"]["mos"]
+    stream = score_space(*args, ScoringOptions("streaming", oversample=OVERSAMPLE)).kinds["spectral"]["mos"]
+    pairs = [(stream[role][label], v) for role, options in exact.items() for label, v in options.items()]
+    assert len(pairs) >= 3 and all(v > 0 for _, v in pairs)
+    worst = max(abs(s / v - 1) for s, v in pairs)
+    assert 0 < worst <= 0.15, worst

@@ -46,8 +46,10 @@ def role_spectral(groups: Sequence[Any], value: Callable[[Mapping[str, Any], Any
     """{"spectral": {role: {option label: value(G by site, element)}}} over role groups (their "off" skipped).
 
     G from the base model's data gradients (``grads["data"]``); {} when ``spectral`` is not asked for.
+    Streaming scoring never forms G: then each site's top singular values (``grads["sigma"]``,
+    1-D) stand in for it, which only a ``value`` that needs no more than them may accept (MoS).
     """
     if "spectral" not in proxies:
         return {}
-    data_G = grads.get("data", {})  # noqa: N806
+    data_G = grads.get("data") or grads.get("sigma", {})  # noqa: N806
     return {"spectral": {g.target: {o.label: value(data_G, o.elements[0]) for o in g.options[1:]} for g in groups}}

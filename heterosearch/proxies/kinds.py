@@ -73,18 +73,23 @@ def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, An
     """Every candidate of ``space``: per-site LoRA curves, then the other kinds from the same passes.
 
     The one scoring entry point of the ``score`` stage and of ``heterosearch.search`` (api.py).
-    ``options``: ``proxies.settings.ScoringOptions`` (None = auto). Banks and MoS pools read
-    every member's full G, which the streaming path never forms, so they need the exact path.
+    ``options``: ``proxies.settings.ScoringOptions`` (None = auto). The streaming path never
+    forms G: MoS pools read only each member's singular values, which it estimates, but banks
+    need sums and stacks of members' full G, and shortcuts form a d x d G per candidate (as
+    large as the exact path's), so those two need the exact path.
     """
+    from heterosearch.adapters.kinds import ADAPTER_KINDS
     from heterosearch.errors import UserError
     from heterosearch.proxies.scoring import score_candidates
     from heterosearch.proxies.settings import as_options
 
     opts = as_options(options)
-    needs_g = sorted(set(space.kinds) & {"bank", "mos"})
-    if needs_g and "spectral" in proxies and opts.resolve(sites) == "streaming":
-        raise UserError(f"streaming scoring cannot score {', '.join(needs_g)} (they need each site's full gradient): "
-                        "use --scoring exact or a space without them")
+    if opts.resolve(sites) == "streaming":
+        needs_g = [k for k in ("bank", "shortcut") if k in space.kinds
+                   and set(proxies) - set(ADAPTER_KINDS.get(k).module("scoring").UNDEFINED)]
+        if needs_g:
+            raise UserError(f"streaming scoring cannot score {' or '.join(needs_g)} yet (they need full gradient "
+                            "matrices): use --scoring exact or a space without them")
     grads: dict[str, Any] = {}
     scores = score_candidates(model, sites, batches, proxies, max(space.lora.ranks), space.lora.scaling, seed,
                               keep_grads=grads, options=opts)

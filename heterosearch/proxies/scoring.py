@@ -132,7 +132,7 @@ def score_candidates(
     ``scaling``: the LoRA scale rule (``space/scale.py``) or one number for every rank.
     ``keep_grads``, when given, receives the per-site G of each pass (``"data"``,
     ``"synflow"``), so the scorers of other adapter kinds reuse them without another pass
-    (exact path only: the streaming path never forms G).
+    (the streaming path never forms G: it fills ``"sigma"``, each site's top singular values).
     ``options``: ``settings.ScoringOptions`` or a method name; None = ``auto``, which is the
     exact path unless G would exceed ``settings.AUTO_EXACT_BYTES``.
     """
@@ -145,7 +145,7 @@ def score_candidates(
 
     opts = as_options(options)
     if opts.resolve(sites) == "streaming":
-        return _score_streaming(model, sites, batches, proxies, r_max, scaling, seed, opts)
+        return _score_streaming(model, sites, batches, proxies, r_max, scaling, seed, opts, keep_grads)
 
     scale = as_scale(scaling)
     # s(r) for r = 0..r_max, shape (r_max + 1,); rank 0 scores 0 whatever its factor.
@@ -214,7 +214,7 @@ def _meta(state: str, batches: Sequence[Any], losses: list[float], seed: int, sc
 
 
 def _score_streaming(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, Any]], proxies: Sequence[str],
-                     r_max: int, scaling: Any, seed: int, opts: Any) -> Scores:
+                     r_max: int, scaling: Any, seed: int, opts: Any, keep: dict[str, Any] | None = None) -> Scores:
     """``score_candidates`` on the streaming path (settings.py): curves from per-site sketches."""
     import torch
 
@@ -228,7 +228,7 @@ def _score_streaming(model: Any, sites: Sequence[Any], batches: Sequence[dict[st
     timings: dict[str, float] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     states, losses, info = streaming_states(model, sites, batches, {k.source for k in kinds.values()}, r_max,
-                                            seed, opts, _site_workers, timings)
+                                            seed, opts, _site_workers, timings, keep)
     with _site_workers(len(sites)) as pool:
         for name, proxy in kinds.items():
             t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from heterosearch.errors import UserError
 from heterosearch.models.sites import Site
 from heterosearch.progress import track
 from heterosearch.proxies.passes import checkpointed, frozen, micro_batches
-from heterosearch.proxies.sketch import SiteSketch, SiteSynflow
+from heterosearch.proxies.sketch import SiteSketch, SiteSynflow, TestMaps
 
 
 def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
@@ -46,8 +46,14 @@ def _hook_sites(model: nn.Module, sites: Sequence[Site], add: Callable[[Site, to
     def on_forward(site: Site, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         if not (torch.is_grad_enabled() and torch.is_tensor(output) and output.requires_grad):
             return  # e.g. the no-grad first forward of a checkpointed layer
-        x = _first_input(args, kwargs).detach()
-        output.register_hook(lambda delta: add(site, x, delta.detach()))
+        # The hook stays attached to the graph node until the whole graph is freed, so it holds x
+        # in a cell it empties when it runs: x is released as soon as the site is sketched.
+        cell = [_first_input(args, kwargs).detach()]
+
+        def on_grad(delta: torch.Tensor) -> None:
+            add(site, cell.pop(), delta.detach())
+
+        output.register_hook(on_grad)
 
     return [model.get_submodule(s.name).register_forward_hook(functools.partial(on_forward, s), with_kwargs=True)
             for s in sites]
@@ -60,7 +66,8 @@ def sketch_pass(
     """Per-site sketches of G summed over ``batches``, and each batch's loss; the model is not changed."""
     from heterosearch.train.device import autocast
 
-    sketches = {s.key: SiteSketch.zeros(s, r_max, widths, seed) for s in sites}
+    maps = TestMaps(r_max, widths, seed)
+    sketches = {s.key: SiteSketch.zeros(s, maps) for s in sites}
     losses: list[float] = []
     device = next(model.parameters()).device
     handles = _hook_sites(model, sites, lambda site, x, delta: sketches[site.key].add(x, delta))
@@ -118,7 +125,7 @@ STREAMING_STATE = (
 
 def streaming_states(
     model: nn.Module, sites: Sequence[Site], batches: Sequence[dict[str, torch.Tensor]], sources: set[str],
-    r_max: int, seed: int, options: Any, workers: Any, timings: dict[str, float],
+    r_max: int, seed: int, options: Any, workers: Any, timings: dict[str, float], keep: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[float], dict[str, Any]]:
     """({source: {site key: state()}}, batch losses, meta) for the streaming path.
 
@@ -128,6 +135,8 @@ def streaming_states(
     site. ``workers(n)`` (``scoring._site_workers``) gives the pool for the per-site
     reconstructions (one QR, two least squares and an SVD of k x l each), opened after the
     pass, which keeps every torch thread; each core sketch is dropped once its values exist.
+    ``keep``, when given, receives ``{"sigma": {site key: singular value estimates}}`` (what
+    MoS pools read instead of G, ``adapters/mos/scoring.py``).
     """
     import time
 
@@ -146,6 +155,8 @@ def streaming_states(
         def data_state(s: Site) -> Callable[[], Any]:
             sk = sketches.pop(s.key)
             sigma = sk.singular_values()
+            if keep is not None:
+                keep.setdefault("sigma", {})[s.key] = sigma
             sk.S = sk.S.new_zeros(0, 0)  # the core is only needed for sigma
 
             def state() -> Any:
@@ -155,8 +166,11 @@ def streaming_states(
             return state
 
         t0 = time.perf_counter()
+        maps = next(iter(sketches.values())).maps if sketches else None
         with workers(len(sites)) as pool:
             states["data"] = dict(zip((s.key for s in sites), pool.map(data_state, sites)))
+        if maps is not None:
+            maps.release()  # the states read only Y[:, :r_max] and Z[:r_max] from here on
         timings["sketch_reconstruction"] = time.perf_counter() - t0
     if "synflow" in sources:
         t0 = time.perf_counter()

@@ -40,6 +40,8 @@ def bank_spectral(G_by_site: Mapping[str, torch.Tensor], element: BankElement) -
       diagonal scalings (zero gradient at init, since B = 0) can only add to it.
     """
     Gs = [G.double() for G in member_grads(G_by_site, element)]  # noqa: N806
+    if any(G.dim() != 2 for G in Gs):  # streaming scoring's singular values: kinds.score_space refuses banks there
+        raise ValueError(f"{element.key}: a bank needs each member's full gradient, not its singular values")
     r = element.rank
     if element.variant == "share_a":
         return _top(torch.linalg.eigvalsh(sum(G.t() @ G for G in Gs)), r)

@@ -29,11 +29,12 @@ def mos_spectral(G_by_site: Mapping[str, torch.Tensor], element: MosElement) -> 
     directions (its parameters equal LoRA at rank r_e on each of the L layers), handed greedily
     to the sites that gain most. It ignores that drawn shards overlap across layers and that a
     row of A is stitched from l shards, so it is optimistic whenever r_l > r_e; ``shards`` and
-    ``r_p`` do not enter.
+    ``r_p`` do not enter. Under streaming scoring a member is given by its singular value
+    estimates (1-D, ``proxies/streaming.py``; as many as the sketch width k = r_max + p).
     """
     gains = []
     for G, layer in zip(member_grads(G_by_site, element), element.layers):  # noqa: N806
-        sigma = torch.linalg.svdvals(G.double())
+        sigma = G.double() if G.dim() == 1 else torch.linalg.svdvals(G.double())
         gains.append(sigma[: element.ranks[layer]] ** 2)
     cap = element.r_e * len(element.layers)
     return float(torch.cat(gains).sort(descending=True).values[:cap].sum())

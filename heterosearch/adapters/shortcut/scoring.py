@@ -143,6 +143,8 @@ def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, to
     from heterosearch.proxies.state import virtual_adapter
     from heterosearch.space.scale import kind_scaling
 
+    if all(p in UNDEFINED for p in proxies):
+        return {}  # no pass (and no d x d gradients) for proxies that cannot score shortcuts
     n_layers = max(s.layer for s in sites) + 1
     cands = [(layer, c) for layer, c in candidates(n_layers) if c in section.types]  # as options.groups
     G = shortcut_gradients(model, sites, cands, batches)  # noqa: N806
