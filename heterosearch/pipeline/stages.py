@@ -189,7 +189,8 @@ def write_peft_native(run: Run, winner: Allocation) -> Path | None:
         return None  # banks, pools, shortcuts: heterosearch.load_adapters (no PEFT form)
     model = load_adapters(run.new_model(), run.out)
     return save_peft_adapter(model, winner, run.site_map, run.space.lora.scaling, run.path(ADAPTER_DIR),
-                             base_model_id=public_model_id(run.cfg.model), task_type=_peft_task_type(run))
+                             base_model_id=public_model_id(run.cfg.model), task_type=_peft_task_type(run),
+                             lora_dropout=run.cfg.lora_dropout)
 
 
 def _peft_task_type(run: Run) -> str:
@@ -225,7 +226,8 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     # give it a path it can load (the packaged copy).
     peft_part = Allocation(lora=winner.lora)
     if peft_part.lora:
-        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type=_peft_task_type(run))
+        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path,
+                             task_type=_peft_task_type(run), lora_dropout=run.cfg.lora_dropout)
         save_lora_config(config, run.out)
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)
