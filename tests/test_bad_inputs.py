@@ -178,6 +178,42 @@ def test_model_without_adaptable_sites(tiny: dict[str, Path], tmp_path: Path) ->
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "fragments"),
+    [("--device", "tpu", ("--device 'tpu' is not a device", "cpu, cuda")),
+     ("--device", "cuda:3", ("--device cuda:3",)),  # no CUDA: "use --device cpu"; 1-3 GPUs: "only N CUDA device(s)"
+     ("--device", "mps", ("--device mps", "use --device cpu")),
+     ("--precision", "fp8", ("--precision 'fp8' is unknown", "fp32, bf16, fp16")),
+     ("--precision", "fp16", ("--precision fp16 needs a CUDA device", "bf16"))],
+)
+def test_bad_device_or_precision(tiny: dict[str, Path], tmp_path: Path, option: str, value: str,
+                                 fragments: tuple[str, ...]) -> None:
+    import torch
+
+    if (value == "cuda:3" and torch.cuda.device_count() > 3) or (value == "mps" and torch.backends.mps.is_available()):
+        pytest.skip(f"this machine has {value}")
+    one_line_error(invoke(run_args(tiny, tmp_path / "out", "2k", option, value)), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "roles", "baseline", "fragment"),
+    [("kinds.lora.roles", "[q, v, ffn_gate]", "[q, v]", "role 'ffn_gate' matches none of the model's sites"),
+     ("kinds.lora.roles", "[q, v, qkv]", "[q, v]", "this model has q, k, v as separate sites"),
+     ("baseline.roles", "[q, k, v, o]", "[qkv]", "role 'qkv' matches none of the model's sites"),
+     ("baseline.roles", "[q, v]", "[ffn_gate]", "role 'ffn_gate' matches none of the model's sites")],
+)
+def test_role_that_matches_no_site_is_refused(tiny: dict[str, Path], tmp_path: Path, section: str, roles: str,
+                                              baseline: str, fragment: str) -> None:
+    """A role of the space or of its baseline that the model lacks: one line, never a 0-parameter baseline."""
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: s\nversion: 1\nkinds:\n  lora:\n    roles: {roles}\n    ranks: [0, 1, 2]\n"
+                     f"baseline:\n  roles: {baseline}\n")
+    one_line_error(invoke(run_args(tiny, tmp_path / "out", "2k", "--space", str(space))),
+                   f"search space space.yaml: {section}", fragment, "roles: mapping")
+    assert not (tmp_path / "out").exists()
+
+
 # -- output folder --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def earlier_run(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -74,6 +74,18 @@ def test_config_file_sets_options_and_the_command_line_overrides_it(tiny_run: Pa
     assert (cfg["lr"], cfg["lora_dropout"], cfg["warmup"], cfg["trials"], cfg["budget"]) == (0.003, 0.1, 0.1, 6, 2000)
     verify = json.loads((tiny_run / "verify.json").read_text())
     assert verify["train_config"]["lora_dropout"] == 0.1 and verify["train_config"]["lr"] == 0.003
+    # The dropout the models trained with is in both PEFT configs, and plain PEFT loads the trained adapter with it.
+    for folder in (tiny_run, tiny_run / "adapter"):
+        assert json.loads((folder / "adapter_config.json").read_text())["lora_dropout"] == 0.1, folder
+    import warnings
+
+    from peft import AutoPeftModelForSequenceClassification
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = AutoPeftModelForSequenceClassification.from_pretrained(tiny_run / "adapter")
+    dropouts = [m.lora_dropout["default"].p for m in peft_model.modules() if hasattr(m, "lora_dropout")]
+    assert dropouts and all(p == pytest.approx(0.1) for p in dropouts)
 
 
 @pytest.mark.parametrize(

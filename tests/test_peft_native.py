@@ -111,3 +111,22 @@ def test_refuses_allocations_peft_cannot_express(tmp_path: Path) -> None:
     alloc = Allocation(lora={"L0.q": 1}, elements={"shortcut": [{"layer": 0, "ctype": "residual_1", "rank": 1}]})
     with pytest.raises(ValueError, match="LoRA-only"):
         save_peft_adapter(model, alloc, sites, LoraScale("rslora", 2.0), tmp_path / "a", base_model_id="x")
+
+
+def test_lora_dropout_is_written_and_peft_loads_it(tmp_path: Path) -> None:
+    """A run trained with --lora-dropout 0.1: its adapter says so, so PEFT users who continue training match it."""
+    scale = LoraScale("rslora", 2 * 2**0.5)
+    model, alloc, sites = trained_like("bert", scale, tmp_path / "base")
+    adapter = save_peft_adapter(model, alloc, sites, scale, tmp_path / "adapter", base_model_id=str(tmp_path / "base"),
+                                lora_dropout=0.1)
+    assert json.loads((adapter / "adapter_config.json").read_text())["lora_dropout"] == 0.1
+    peft_model = load_peft("PeftModel", tmp_path / "base", adapter)
+    inner = peft_model.base_model.model
+    for key in alloc.lora:
+        dropout = inner.get_submodule(sites[key].name).lora_dropout["default"]
+        assert isinstance(dropout, torch.nn.Dropout) and dropout.p == pytest.approx(0.1), key
+    batch = tiny_batch()  # dropout is off in eval mode: the same logits as ours
+    torch.testing.assert_close(logits(peft_model, batch), logits(model, batch), atol=1e-5, rtol=0)
+    # The default stays PEFT's "no dropout" (an nn.Identity), as heterosearch trains by default.
+    plain = save_peft_adapter(model, alloc, sites, scale, tmp_path / "plain", base_model_id=str(tmp_path / "base"))
+    assert json.loads((plain / "adapter_config.json").read_text())["lora_dropout"] == 0.0

@@ -1,9 +1,9 @@
 """A user's own data: ``--task FILE`` (CSV/TSV/JSON/JSONL, a folder, a hub dataset) and ``--task lm:FILE``.
 
-Two end-to-end runs (a tiny random Llama causal LM on a prompt/response JSONL file, a tiny
-BERT on a CSV), the held-out splits, problem inference, the LM label mask and loss, and the
-one-line answers to bad data (missing column, empty file, no such file, a label that does not
-parse, an unknown --problem). Everything is built in the test: no download.
+Three end-to-end runs (a tiny random Llama causal LM on a prompt/response JSONL file, a tiny
+BERT and a tiny DeBERTa-v2 on a CSV), the held-out splits, problem inference, the LM label
+mask and loss, and the one-line answers to bad data (missing column, empty file, no such file,
+a label that does not parse, an unknown --problem). Everything is built in the test: no download.
 """
 
 from __future__ import annotations
@@ -50,6 +50,29 @@ def make_tiny_llama(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+DEBERTA_ROLES = {"q": "attention.self.query_proj", "k": "attention.self.key_proj", "v": "attention.self.value_proj",
+                 "o": "attention.output.dense", "ffn_in": "intermediate.dense", "ffn_out": "output.dense"}
+
+
+def make_tiny_deberta(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer DeBERTa-v2 classifier (hidden 32, 4 heads) and its own tokenizer class on a tiny unigram vocab."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, DebertaV2Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # A unigram vocab in the SentencePiece spelling ("▁" starts a word), so the real DeBERTa-v2
+    # tokenizer class loads it; every word the test data uses is one piece.
+    pieces = [(t, 0.0) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")]
+    pieces += [("▁" + w, -1.0) for w in (*WORDS, "really", ".", ",", "?")] + [(",", -2.0), (".", -2.0)]
+    tok = DebertaV2Tokenizer(vocab=pieces, unk_id=1, model_max_length=64)
+    tok.save_pretrained(folder)
+    config = DebertaV2Config(vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=64, pad_token_id=0, num_labels=2)
+    torch.manual_seed(seed)
+    DebertaV2ForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
 def _sentence(rng: random.Random, lo: int = 3, hi: int = 8) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
 
@@ -80,6 +103,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "bert": make_tiny_model(root / "bert"),
         "llama": make_tiny_llama(root / "llama"),
+        "deberta": make_tiny_deberta(root / "deberta"),
         "chat": write_chat(root / "chat.jsonl"),
         "reviews": write_csv(root / "reviews.csv", review_rows(60), ["review", "stars", "sentiment"]),
     }
@@ -196,6 +220,43 @@ def test_regression_head_starts_at_the_mean_training_label(tiny: dict[str, Path]
     clf = run_for("sentiment", "classification")
     plain, _ = load_model(str(tiny["bert"]), 2, 0)
     assert torch.equal(clf.new_model().classifier.bias, plain.classifier.bias)  # classification: untouched
+
+
+def test_csv_run_on_a_tiny_deberta_v2_adapts_every_role(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """DeBERTa-v2 names q, k, v query_proj/key_proj/value_proj: once they were missed and the q,v baseline had 0 parameters."""
+    # Ranks without 0: the search must give every site a rank, so the allocation spans every role
+    # and a site the pipeline missed would show as a missing key, not as a rank-0 choice.
+    space = tmp_path / "every-site.yaml"
+    space.write_text("name: every-site\nversion: 1\nkinds:\n  lora:\n    roles: [q, k, v, o, ffn_in, ffn_out]\n"
+                     "    ranks: [1, 2, 4]\nbaseline:\n  roles: [q, v]\n", encoding="utf-8")
+    out = tmp_path / "deberta"
+    result = invoke(["run", "--budget", "1.5k", "--task", str(tiny["reviews"]), "--text-columns", "review",
+                     "--label-column", "sentiment", "--model", str(tiny["deberta"]), "--space", str(space),
+                     "--trials", "4", "--max-train-steps", "2", "--score-batches", "1", "--batch-size", "8",
+                     "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.stderr, result.exception)
+    results = json.loads((out / "results.json").read_text())
+    sites = {s["key"]: s["name"] for s in results["sites"]}
+    for layer in (0, 1):
+        for role, module in DEBERTA_ROLES.items():
+            assert sites[f"L{layer}.{role}"] == f"deberta.encoder.layer.{layer}.{module}"
+    ranks = results["allocation"]["lora"]
+    assert set(ranks) == set(sites) and all(r >= 1 for r in ranks.values())
+    assert results["params"] <= 1500
+    # The trained winner has LoRA tensors on every role, q, k and v included.
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert {key.split(".", 1)[1] for key, name in sites.items() if f"{name}.hs_lora_A" in saved} == set(DEBERTA_ROLES)
+    verify = json.loads((out / "verify.json").read_text())
+    for label in ("winner", "baseline"):
+        for split in ("val", "test"):
+            m = verify[label]["splits"][split]
+            assert set(m) == {"accuracy", "f1"} and all(0.0 <= v <= 1.0 for v in m.values()), (label, split, m)
+    # The uniform baseline on q, v is a real one: rank r on the four q/v sites, never 0 parameters.
+    assert verify["baseline"]["params"] > 0 and verify["baseline"]["params"] % (4 * (32 + 32)) == 0
+    assert verify["comparison"]["metric"] == "accuracy" and verify["comparison"]["lower_is_better"] is False
+    assert results["splits"]["train_examples"] + results["splits"]["val_examples"] + results["splits"]["test_examples"] == 60
 
 
 # -- splits and inference -------------------------------------------------------------------------

@@ -383,3 +383,28 @@ def test_cli_verify_and_errors(world: dict[str, Any], verified: dict[str, Any], 
     assert bad.exit_code == 2 and "unknown verify method" in bad.output
     nothing = runner.invoke(app, ["report", str(tmp_path)])
     assert nothing.exit_code == 2 and "nothing to report" in nothing.output
+
+
+def test_api_verify_takes_the_commands_training_settings(world: dict[str, Any], tmp_path: Path) -> None:
+    """heterosearch.verify(..., lr=, warmup=, batch_size=, max_length=, lora_dropout=, device=, precision=) as the flags."""
+    import shutil
+
+    import heterosearch
+
+    run = tmp_path / "run"  # a copy: the recipe below must not disturb the module's verified run
+    shutil.copytree(world["run"], run, ignore=shutil.ignore_patterns("*.lock", "study.journal*", "verify_seeds.json"))
+    config_before = (run / "config.json").read_bytes()
+    state = heterosearch.verify(run, seeds=1, methods=["winner"], max_train_steps=1, lr=3e-3, warmup=0.0,
+                                batch_size=4, max_length=32, lora_dropout=0.1, device="cpu", precision="bf16")
+    tc = state["train_config"]
+    assert (tc["lr"], tc["warmup"], tc["batch_size"], tc["max_length"], tc["lora_dropout"], tc["precision"],
+            tc["max_steps"]) == (3e-3, 0.0, 4, 32, 0.1, "bf16", 1)
+    assert state["runs"]["winner/0"]["source"] == "trained"  # not the run's own fp32 training, reused
+    assert (run / "config.json").read_bytes() == config_before  # the settings are for this verify only
+    # Each setting is checked as its flag is: one UserError line, before any training.
+    for kwargs, fragment in (({"device": "cuda:7"}, "--device cuda:7"), ({"precision": "fp8"}, "--precision 'fp8'"),
+                             ({"lr": -1.0}, "--lr"), ({"lora_dropout": 1.0}, "--lora-dropout"),
+                             ({"batch_size": 0}, "--batch-size")):
+        with pytest.raises(UserError) as err:
+            heterosearch.verify(run, seeds=1, methods=["winner"], max_train_steps=1, overwrite=True, **kwargs)
+        assert fragment in str(err.value) and "\n" not in str(err.value), (kwargs, str(err.value))

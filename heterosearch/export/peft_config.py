@@ -29,6 +29,7 @@ def lora_config(
     task_type: str | None = "SEQ_CLS",
     relative_to: str | None = None,
     modules_to_save: list[str] | None = None,
+    lora_dropout: float = 0.0,
 ) -> Any:
     """A ``peft.LoraConfig`` that builds exactly the LoRA adapters of ``allocation``.
 
@@ -37,6 +38,7 @@ def lora_config(
     ``relative_to``: None writes full module names with anchored keys (``^`` + the escaped full name);
     a base-model prefix (``"bert"``) writes names relative to the backbone with suffix-matched
     keys, which match from the task wrapper and from the bare backbone (export/peft_native.py).
+    ``lora_dropout``: the run's training dropout, so that PEFT users who continue training train as it did.
     """
     from peft import LoraConfig
 
@@ -52,7 +54,7 @@ def lora_config(
         target_modules=sorted(names),
         rank_pattern=patterns,
         **as_scale(scale).peft_kwargs(patterns, default_r),
-        lora_dropout=0.0,
+        lora_dropout=float(lora_dropout),
         bias="none",
         fan_in_fan_out=conv1d,
         modules_to_save=modules_to_save or None,

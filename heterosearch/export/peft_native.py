@@ -39,14 +39,15 @@ def head_modules(model: Any) -> list[str]:
 
 
 def native_lora_config(allocation: Allocation, sites: Mapping[str, Any], scale: Any, base_model_id: str | None,
-                       prefix: str, modules_to_save: list[str] | None = None, task_type: str | None = "SEQ_CLS") -> Any:
+                       prefix: str, modules_to_save: list[str] | None = None, task_type: str | None = "SEQ_CLS",
+                       lora_dropout: float = 0.0) -> Any:
     """A ``LoraConfig`` with relative module names and unanchored (suffix-matched) pattern keys."""
     from heterosearch.export.peft_config import lora_config
 
     if not allocation.lora or allocation.elements:
         raise ValueError("a PEFT-native folder needs a LoRA-only allocation")
     return lora_config(allocation, sites, scale, base_model=base_model_id, task_type=task_type, relative_to=prefix,
-                       modules_to_save=modules_to_save)
+                       modules_to_save=modules_to_save, lora_dropout=lora_dropout)
 
 
 def peft_state_dict(model: Any, allocation: Allocation, sites: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def peft_state_dict(model: Any, allocation: Allocation, sites: Mapping[str, Any]
 
 
 def save_peft_adapter(model: Any, allocation: Allocation, sites: Mapping[str, Any], scale: Any, out_dir: Path,
-                      base_model_id: str | None, task_type: str | None = "SEQ_CLS") -> Path:
+                      base_model_id: str | None, task_type: str | None = "SEQ_CLS", lora_dropout: float = 0.0) -> Path:
     """Write ``out_dir/adapter_config.json`` and ``adapter_model.safetensors`` in PEFT's format, atomically."""
     import os
     import tempfile
@@ -76,7 +77,7 @@ def save_peft_adapter(model: Any, allocation: Allocation, sites: Mapping[str, An
 
     out_dir = Path(out_dir)
     prefix = getattr(model, "base_model_prefix", "") or ""
-    config = native_lora_config(allocation, sites, scale, base_model_id, prefix, head_modules(model), task_type)
+    config = native_lora_config(allocation, sites, scale, base_model_id, prefix, head_modules(model), task_type, lora_dropout)
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".adapter_model.", suffix=".tmp")
     os.close(fd)

@@ -189,7 +189,8 @@ def stage_export(run: Run, winner: Allocation) -> dict[str, Any]:
     # give it a path it can load (the packaged copy).
     peft_part = Allocation(lora=winner.lora)
     if peft_part.lora:
-        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path, task_type=run.peft_task_type)
+        config = lora_config(peft_part, sites, run.space.lora.scaling, base_model=run.model_path,
+                             task_type=run.peft_task_type, lora_dropout=run.cfg.lora_dropout)
         save_lora_config(config, run.out)
         ranks = {sites[k].name: r for k, r in peft_part.lora.items()}
         check_peft_roundtrip(run._meta_model, run.out, peft_part.params(sites), ranks)

@@ -125,5 +125,6 @@ def write_peft_native(run: Run, winner: Allocation) -> Path | None:
         return None  # banks, pools, shortcuts: heterosearch.load_adapters (no PEFT form)
     model = load_adapters(run.new_model(), run.out)
     return save_peft_adapter(model, winner, run.site_map, run.space.lora.scaling, run.path(ADAPTER_DIR),
-                             base_model_id=public_model_id(run.cfg.model), task_type=run.peft_task_type)
+                             base_model_id=public_model_id(run.cfg.model), task_type=run.peft_task_type,
+                             lora_dropout=run.cfg.lora_dropout)
 
