@@ -30,6 +30,7 @@ from heterosearch.options import (
     BatchSizeOpt,
     BudgetOpt,
     DataOpt,
+    DeviceOverrideOpt,
     EpochsOpt,
     LabelColumnOpt,
     LoraDropoutOpt,
@@ -39,6 +40,7 @@ from heterosearch.options import (
     ObjectiveOpt,
     OneLineErrors,
     OutOpt,
+    PrecisionOverrideOpt,
     ProblemOpt,
     ProxyOpt,
     SeedOpt,
@@ -47,7 +49,7 @@ from heterosearch.options import (
     StorageOpt,
     TaskOpt,
     TextColumnsOpt,
-    TrialsOpt,
+    TrainStepsOpt,
     WarmupOpt,
     check_common,
     check_float,
@@ -98,7 +100,9 @@ def run(
     space: SpaceOpt = "lora",
     proxy: ProxyOpt = "spectral",
     objective: ObjectiveOpt = "proxy",
-    trials: TrialsOpt = 300,
+    trials: Annotated[Optional[int], typer.Option(help="Optuna trials (finished trials of a resumed study count; "
+                                                  "default 300, with --objective train 12).")] = None,
+    train_steps: TrainStepsOpt = None,
     train_epochs: EpochsOpt = recipe.EPOCHS,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
@@ -131,11 +135,14 @@ def run(
     b = parse_budget_option(budget)
     if b is None:
         raise UserError("missing --budget (e.g. --budget 0.5M)")
+    from heterosearch.pipeline.config import default_trials
+
+    trials = default_trials(objective) if trials is None else trials
     check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout)
-    cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_epochs=train_epochs,
-                    max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
+    cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_steps=train_steps,
+                    train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
                     text_columns=text_columns, label_column=label_column, problem=problem,
@@ -184,6 +191,7 @@ def search(
     proxy: Annotated[Optional[str], typer.Option(help="Proxy to maximise (default: the run's).")] = None,
     objective: Annotated[Optional[str], typer.Option(help="proxy, lookahead or train (default: the run's).")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (default: the run's).")] = None,
+    train_steps: TrainStepsOpt = None,
     storage: StorageOpt = None,
 ) -> None:
     """Search the allocation under the budget (Optuna + exact optimum) into RUN/search.json.
@@ -194,7 +202,7 @@ def search(
     from heterosearch.pipeline import Run, stage_score, stage_search
 
     r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, objective=objective, trials=trials,
-                   storage=storage)
+                   train_steps=train_steps, storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
     r.save_config()
@@ -226,13 +234,15 @@ def train(
     max_train_steps: StepsOpt = None,
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
+    device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
 ) -> None:
     """Short-train the winner and the uniform baseline at the same budget; write results and report.
 
     Example: heterosearch train runs/demo --train-epochs 1
     """
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+                         device=device, precision=precision)
     from heterosearch.pipeline import Run, check_exported, load_winner, stage_score, stage_verify, write_results
 
     r = Run.reopen(run_dir, train_epochs=train_epochs, max_train_steps=max_train_steps, **given)

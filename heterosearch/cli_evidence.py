@@ -23,11 +23,13 @@ from heterosearch.options import (
     BatchSizeOpt,
     BudgetOpt,
     DataOpt,
+    DeviceOverrideOpt,
     LabelColumnOpt,
     LoraDropoutOpt,
     LrOpt,
     MaxLengthOpt,
     ModelOpt,
+    PrecisionOverrideOpt,
     ProblemOpt,
     ProxyOpt,
     SeedOpt,
@@ -64,6 +66,7 @@ def verify(
     overwrite: Annotated[bool, typer.Option(help="Discard RUN/verify_seeds.json and retrain every pair.")] = False,
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
+    device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
 ) -> None:
     """Train the winner and strong baselines at the same budget over seeds; paired statistics into RUN/verify_seeds.json.
 
@@ -72,7 +75,8 @@ def verify(
     """
     check_int("--seeds", seeds, 1, MAX_SEEDS)
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+                         device=device, precision=precision)
     from heterosearch.evidence import verify_run
     from heterosearch.report.render import render_run_report
 
@@ -100,6 +104,7 @@ def rank_report_cmd(
     seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
+    device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Rank correlation of every proxy with short-trained accuracy over sampled allocations, into OUT/rank_report.json.
@@ -121,7 +126,8 @@ def rank_report_cmd(
     check_int("--samples", samples, 4, 100_000)
     check_int("--steps", steps, 0, 10**9)
     check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+                         device=device, precision=precision)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
                       train_epochs=train_epochs, recipe=given,
@@ -148,6 +154,7 @@ def frontier_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
+    device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
 ) -> None:
     """Search at each budget and train the winner and the baselines over seeds: metric against budget.
@@ -165,7 +172,8 @@ def frontier_cmd(
     for n in counts:
         check_int("--seeds", n, 1, MAX_SEEDS)
     check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout)
+    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+                         device=device, precision=precision)
     from heterosearch.tasks import task_slug
 
     folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}"

@@ -148,13 +148,18 @@ def check_common(
 
 
 def check_recipe(lr: float | None = None, warmup: float | None = None, batch_size: int | None = None,
-                 max_length: int | None = None, lora_dropout: float | None = None) -> dict[str, Any]:
-    """The training-recipe options (None = not given), checked; returns the given ones by ``RunConfig`` name."""
+                 max_length: int | None = None, lora_dropout: float | None = None, device: str | None = None,
+                 precision: str | None = None) -> dict[str, Any]:
+    """The training-recipe options (None = not given), checked; returns the given ones by ``RunConfig`` name.
+
+    ``device`` and ``precision`` are checked where they are resolved (``RunConfig``, one line each).
+    """
     check_float("--lr", lr, 0.0, 10.0)
     check_float("--warmup", warmup, 0.0, 0.999, low_open=False)  # a fraction of the steps, below 1
     check_common(batch_size=batch_size, max_length=max_length)
     check_float("--lora-dropout", lora_dropout, 0.0, 0.999, low_open=False)  # p = 1 would drop every update
-    given = {"lr": lr, "warmup": warmup, "batch_size": batch_size, "max_length": max_length, "lora_dropout": lora_dropout}
+    given = {"lr": lr, "warmup": warmup, "batch_size": batch_size, "max_length": max_length, "lora_dropout": lora_dropout,
+             "device": device, "precision": precision}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -195,3 +200,6 @@ WarmupOpt = Annotated[Optional[float], typer.Option(help="Linear warm-up as a fr
 BatchSizeOpt = Annotated[Optional[int], typer.Option(help="Training batch size (default: the run's, else 32).")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Tokens per example, longer ones truncated (default: the run's, else 128).")]
 LoraDropoutOpt = Annotated[Optional[float], typer.Option(help="Dropout on LoRA's input, as PEFT's lora_dropout (default: the run's, else 0).")]
+DeviceOverrideOpt = Annotated[Optional[str], typer.Option(help="Where models train and evaluate: auto, cpu, cuda, cuda:N, mps (default: the run's).")]
+PrecisionOverrideOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 (autocast) or fp16 (CUDA) (default: the run's).")]
+TrainStepsOpt = Annotated[Optional[int], typer.Option(help="--objective train: recipe steps per completed trial, pruned at rungs by successive halving (default 18).")]

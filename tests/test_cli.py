@@ -229,3 +229,51 @@ def test_validate_every_shipped_space(runner: CliRunner) -> None:
     assert len(ok) == len(SHIPPED_SPACES)
     for path in SHIPPED_SPACES:
         assert any(path.name in line for line in ok), (path, ok)
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_trials_default_follows_the_objective_and_train_steps_reaches_the_config(runner: CliRunner,
+                                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                                tmp_path: Path) -> None:
+    """A train-objective trial costs up to a minute, a proxy trial milliseconds: without --trials, 12 and 300."""
+    import heterosearch.pipeline as pipeline
+
+    seen: list = []
+
+    def fake_run_all(cfg, **_: object) -> None:
+        seen.append(cfg)
+        raise _Captured
+
+    monkeypatch.setattr(pipeline, "run_all", fake_run_all)
+    for extra, trials, steps in ([[], 300, None], [["--objective", "train"], 12, None],
+                                 [["--objective", "train", "--train-steps", "6"], 12, 6],
+                                 [["--objective", "train", "--trials", "3"], 3, None]):
+        runner.invoke(app, ["run", "--budget", "10k", "--out", str(tmp_path / "r"), *extra])
+        assert (seen[-1].trials, seen[-1].train_steps, seen[-1].objective) == (trials, steps, extra[1] if extra else "proxy")
+
+
+@pytest.mark.parametrize("command", ["train", "verify"])
+def test_device_and_precision_reach_train_and_verify(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path, command: str) -> None:
+    """--device/--precision on the stage commands that train (None = the run's own setting)."""
+    import heterosearch.evidence as evidence
+    import heterosearch.pipeline as pipeline
+
+    got: dict = {}
+
+    def capture(*_: object, **kwargs: object) -> None:
+        got.update(kwargs.get("recipe", kwargs))
+        raise _Captured
+
+    if command == "train":
+        monkeypatch.setattr(pipeline.Run, "reopen", classmethod(lambda cls, *a, **k: capture(**k)))
+    else:
+        monkeypatch.setattr(evidence, "verify_run", capture)
+    runner.invoke(app, [command, str(tmp_path), "--device", "cpu", "--precision", "bf16", "--lr", "0.002"])
+    assert (got["device"], got["precision"], got["lr"]) == ("cpu", "bf16", 0.002)
+    got.clear()
+    runner.invoke(app, [command, str(tmp_path)])
+    assert "device" not in got and "precision" not in got  # not given: the run's own

@@ -25,7 +25,7 @@ class RunConfig:
     objective: str = "proxy"  # what the search maximises (optimize.objective.OBJECTIVES)
     # objective "train": steps of a fully trained trial (optimize/train_objective.py); None = its default (18)
     train_steps: int | None = None
-    trials: int = 300
+    trials: int = 300  # the CLI's default: default_trials(objective)
     train_epochs: float = recipe.EPOCHS
     max_train_steps: int | None = None
     seed: int = 0
@@ -153,3 +153,13 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[pkg] = "missing"
     return out
+
+
+#: Optuna trials when the user gives none: a proxy or lookahead trial costs well under a second
+#: to a few seconds; a train-objective trial up to about a minute on MiniLM with 2 CPUs
+#: (optimize/train_objective.py), so 12 of them keep a default-sized run near its 10 minutes' order.
+DEFAULT_TRIALS = {"proxy": 300, "lookahead": 300, "train": 12}
+
+
+def default_trials(objective: str) -> int:
+    return DEFAULT_TRIALS.get(objective, DEFAULT_TRIALS["proxy"])
