@@ -22,6 +22,7 @@ import pytest
 from heterosearch.errors import UserError
 from heterosearch.evidence.jobs import Inputs, open_queue, run_jobs
 from heterosearch.optimize.jobqueue import ATTEMPT, BEAT, ERROR, KEY, WORKER, JobQueue
+from tests.test_distributed import pg_url  # noqa: F401  (the PostgreSQL fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = "winner,uniform_all,random"
@@ -123,7 +124,17 @@ def _dead_pid() -> int:
 
 def test_job_of_a_dead_worker_is_retried_once(tmp_path: Path) -> None:
     """A job claimed by a process that died (same machine: its pid; another machine: a silent heartbeat) runs again."""
-    queue = _queue(tmp_path)
+    _dead_worker_retried(_queue(tmp_path))
+
+
+def test_job_queue_on_postgres_retries_a_dead_workers_job_once(pg_url: str) -> None:  # noqa: F811 (fixture)
+    """The same claims, retries and results in PostgreSQL, the storage workers on other machines share."""
+    import uuid
+
+    _dead_worker_retried(JobQueue(pg_url, f"test.jobs.{uuid.uuid4().hex[:8]}", heartbeat=1))
+
+
+def _dead_worker_retried(queue: JobQueue) -> None:
     jobs = {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}}
     queue.submit(jobs)
     dead, silent = queue.claim(lambda k, s: k == "a"), queue.claim(lambda k, s: k == "b")
