@@ -68,6 +68,8 @@ SEARCH_SUMMARY = {
 SEARCH_OPTIONAL = {
     "repaired_trials": COUNT,
     "proxy": Str(),
+    "objective": Str(),
+    "objective_name": Str(),  # proxy | lookahead | train: the report and plot read it
     "exact": Bool(),
     "best_params": COUNT,
     "exact_params": COUNT,
