@@ -137,6 +137,9 @@ def test_train_with_another_recipe_trains_again_and_records_it(tiny_run: Path, r
     assert verify["train_config"]["lr"] == 0.004 and "lora_dropout" not in verify["train_config"]
     assert verify["winner"]["steps"] == 1 and verify["baseline"]["steps"] == 1  # retrained, not reused
     assert json.loads((tiny_run / "config.json").read_text())["config"]["lr"] == 0.004
+    # Both PEFT configs follow the dropout the winner trained with (export wrote 0.1).
+    for folder in (tiny_run, tiny_run / "adapter"):
+        assert json.loads((folder / "adapter_config.json").read_text())["lora_dropout"] == 0.0, folder
 
 
 def test_lora_dropout_acts_in_training_only() -> None:

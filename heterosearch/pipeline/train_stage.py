@@ -98,6 +98,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
             }
             if label == "winner":
                 write_peft_native(run, alloc)
+                _root_config_dropout(run)
             write_json(path, done)  # after each model, so a resumed run skips it
             run.timings[f"train_{label}"] = res.seconds
         if len(batch) > 1:
@@ -128,3 +129,19 @@ def write_peft_native(run: Run, winner: Allocation) -> Path | None:
                              base_model_id=public_model_id(run.cfg.model), task_type=run.peft_task_type,
                              lora_dropout=run.cfg.lora_dropout)
 
+
+def _root_config_dropout(run: Run) -> None:
+    """RUN/adapter_config.json (written by export) gets the dropout the winner trained with.
+
+    ``train RUN --lora-dropout P`` changes the setting after export; PEFT users read the root
+    config too, so it must not keep the export-time value.
+    """
+    import json
+
+    path = run.path("adapter_config.json")
+    if not path.is_file():
+        return  # no LoRA part (banks, pools, shortcuts only)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("lora_dropout") != run.cfg.lora_dropout:
+        config["lora_dropout"] = run.cfg.lora_dropout
+        write_json(path, config)
