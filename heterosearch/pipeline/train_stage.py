@@ -43,7 +43,6 @@ def check_exported(run: Run, winner: Allocation) -> None:
         )
 
 
-
 def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     """The CLI's ``train`` stage: short-train the winner and the uniform baseline with the same seed, data order and schedule.
 
@@ -136,12 +135,12 @@ def _root_config_dropout(run: Run) -> None:
     ``train RUN --lora-dropout P`` changes the setting after export; PEFT users read the root
     config too, so it must not keep the export-time value.
     """
-    import json
+    from heterosearch.export.files import read_json
 
     path = run.path("adapter_config.json")
     if not path.is_file():
         return  # no LoRA part (banks, pools, shortcuts only)
-    config = json.loads(path.read_text(encoding="utf-8"))
+    config = read_json(path)
     if config.get("lora_dropout") != run.cfg.lora_dropout:
         config["lora_dropout"] = run.cfg.lora_dropout
         write_json(path, config)
