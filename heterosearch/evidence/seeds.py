@@ -234,7 +234,13 @@ def _verify_run(
             **entry,
         }
         fresh[key] = (entry, seconds)
-        for k in todo:  # in training order whatever order the jobs finished in: the file is the same either way
+        # In training order whatever order the jobs finished in, so the file is the same either way:
+        # a dict keeps its first insertion order, so take the fresh keys out and put them back in order.
+        for k in todo:
+            if k in fresh:
+                runs.pop(k, None)
+                timings.pop(k, None)
+        for k in todo:
             if k in fresh:
                 runs[k], timings[k] = fresh[k]
         state["timings"] = timings
