@@ -29,6 +29,7 @@ from heterosearch.options import (
     LrOpt,
     MaxLengthOpt,
     ModelOpt,
+    ObjectiveOpt,
     PrecisionOverrideOpt,
     ProblemOpt,
     ProxyOpt,
@@ -37,7 +38,7 @@ from heterosearch.options import (
     StepsOpt,
     TaskOpt,
     TextColumnsOpt,
-    TrialsOpt,
+    TrainStepsOpt,
     WarmupOpt,
     check_common,
     check_int,
@@ -46,6 +47,12 @@ from heterosearch.options import (
     parse_budget_option,
     user_errors,
 )
+
+ReuseOpt = Annotated[Optional[str], typer.Option(help="Comma list of other run folders: take their finished trainings of the same plan, seed, recipe, data and model instead of retraining them.")]
+
+
+def _folders(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
 def register(app: typer.Typer) -> None:
@@ -67,6 +74,7 @@ def verify(
     lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
     device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
+    reuse_from: ReuseOpt = None,
 ) -> None:
     """Train the winner and strong baselines at the same budget over seeds; paired statistics into RUN/verify_seeds.json.
 
@@ -81,7 +89,8 @@ def verify(
     from heterosearch.report.render import render_run_report
 
     state = verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs,
-                       max_train_steps=max_train_steps, overwrite=overwrite, recipe=given)
+                       max_train_steps=max_train_steps, overwrite=overwrite, recipe=given,
+                       reuse_from=_folders(reuse_from))
     print_verify_summary(state)
     report = render_run_report(run_dir)
     typer.echo(f"wrote {Path(run_dir) / 'verify_seeds.json'} and {report}")
@@ -145,9 +154,11 @@ def frontier_cmd(
     methods: Annotated[Optional[str], typer.Option(help="Comma list from winner,uniform_qv,uniform_all,random,heterolora,adalora.")] = None,
     space: SpaceOpt = "lora",
     proxy: ProxyOpt = "spectral",
+    objective: ObjectiveOpt = "proxy",
+    train_steps: TrainStepsOpt = None,
     model: ModelOpt = None,
     data_dir: DataOpt = None,
-    trials: TrialsOpt = 300,
+    trials: Annotated[Optional[int], typer.Option(help="Optuna trials per budget (default 300, with --objective train 12).")] = None,
     train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the recipe's).")] = None,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
@@ -156,12 +167,15 @@ def frontier_cmd(
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
     device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
+    reuse_from: Annotated[Optional[str], typer.Option(help="Another frontier folder: take its finished trainings of the same plan, seed, recipe, data and model (OTHER/bBUDGET) instead of retraining them.")] = None,
 ) -> None:
     """Search at each budget and train the winner and the baselines over seeds: metric against budget.
 
     Rerun the same command to resume. Example: heterosearch frontier --task mrpc --budgets 41.5k,83k,0.5M --seeds 5,3,3
+    Another objective against the same baselines: ... --objective train --reuse-from runs/frontier-mrpc-lora-spectral
     """
     from heterosearch.evidence.frontier import frontier
+    from heterosearch.pipeline.config import default_trials
     from heterosearch.report.render import render_run_report
 
     parsed = [parse_budget_option(b.strip()) for b in budgets.split(",") if b.strip()]
@@ -171,15 +185,18 @@ def frontier_cmd(
         raise UserError(f"--seeds takes a count (5) or one count per budget (5,3,3), got {seeds!r}"[:200]) from None
     for n in counts:
         check_int("--seeds", n, 1, MAX_SEEDS)
+    trials = default_trials(objective) if trials is None else trials
     check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
     given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                          device=device, precision=precision)
     from heterosearch.tasks import task_slug
 
-    folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}"
+    suffix = "" if objective == "proxy" else f"-{objective}"
+    folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}{suffix}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
-                   space=space, proxy=proxy, model=model, data_dir=data_dir, trials=trials, train_epochs=train_epochs,
-                   max_train_steps=max_train_steps, seed=seed, recipe=given,
+                   space=space, proxy=proxy, objective=objective, train_steps=train_steps, model=model, data_dir=data_dir,
+                   trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, recipe=given,
+                   reuse_from=reuse_from,
                    task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
     print_frontier_summary(doc)
     report = render_run_report(folder)

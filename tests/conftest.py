@@ -6,12 +6,20 @@ module, and the modules that do not ask for one thread must keep running as they
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import settings
+
+# CI judges a commit, so its property tests draw the same examples every time (HYPOTHESIS_PROFILE=ci,
+# set by .ci/run); a developer's run keeps drawing new ones, which is how a bad case is found.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 from tests.tiny_models import tiny_batch, tiny_model
 

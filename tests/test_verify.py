@@ -283,6 +283,32 @@ def test_verify_reuses_the_runs_own_training(world: dict[str, Any], verified: di
     assert verified["runs"]["winner/1"]["source"] == "trained"
 
 
+def test_verify_reuses_another_folders_trainings_only_when_they_match(world: dict[str, Any], verified: dict[str, Any],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """--reuse-from: a second folder with the same settings takes the first one's finished runs, equal to the bit;
+    a different training config takes none of them (and says why)."""
+    from heterosearch.evidence import verify_run
+    from heterosearch.pipeline import RunConfig, run_all
+
+    other = world["root"] / "run-reuse"
+    run_all(RunConfig(budget=BUDGET, task="mrpc", model=str(world["model"]), data_dir=str(world["glue"]), out=str(other),
+                      trials=8, max_train_steps=2, score_batches=2, batch_size=8))
+    counter = Counter(monkeypatch)
+    changed = verify_run(other, seeds=1, methods="winner,uniform_all", max_train_steps=3, reuse_from=[world["run"]])
+    assert len(counter.calls) == 2  # max_train_steps 3 is another training config: nothing reused
+    assert all(e["source"] == "trained" for e in changed["runs"].values())
+
+    counter.calls.clear()
+    state = verify_run(other, seeds=2, overwrite=True, reuse_from=[world["run"]])
+    assert counter.calls == []  # every (method, seed) was trained before, with these settings
+    first = verified["runs"]
+    for key, entry in state["runs"].items():
+        assert entry["splits"] == first[key]["splits"] and entry["params"] == first[key]["params"], key
+        if key not in ("winner/0", "uniform_qv/0"):  # those two come from the folder's own verify.json
+            assert entry["source"] == str(Path(world["run"]) / "verify_seeds.json"), key
+    assert state["summary"] == verified["summary"]
+
+
 # ------------------------------------------------------------------ rank report
 
 

@@ -8,11 +8,11 @@ every (method, seed) training is kept on disk, so rerunning the same command res
 Trainings are ordered so that a partial frontier is already useful: first every budget at up
 to ``FIRST_PASS_SEEDS`` seeds, then the extra seeds of the budgets that ask for more.
 
-``OUT/frontier.json`` (format 1): ``task``, ``space``, ``proxy``, ``budgets`` (list), ``seeds``
+``OUT/frontier.json`` (format 1): ``task``, ``space``, ``proxy``, ``objective``, ``budgets`` (list), ``seeds``
 (budget -> n), ``methods``, ``metric``, ``splits`` (what each split is for), ``points``
 (budget -> method -> params, per-split mean/std/values, trivial count) and ``paired``
 (budget -> method -> winner - method on the test split: diffs, mean, 95 % interval, seeds
-needed for a 1-point difference, t-test p), ``status`` (complete/partial), ``argv``,
+needed for a 1-point difference, t-test p), ``reuse_from``, ``status`` (complete/partial), ``argv``,
 ``versions``.
 """
 
@@ -57,6 +57,8 @@ def frontier(
     methods: Sequence[str] | str | None = None,
     space: str = "lora",
     proxy: str = "spectral",
+    objective: str = "proxy",
+    train_steps: int | None = None,
     model: str | None = None,
     data_dir: str | None = None,
     trials: int = 300,
@@ -65,10 +67,15 @@ def frontier(
     seed: int = 0,
     recipe: dict[str, Any] | None = None,
     task_options: dict[str, Any] | None = None,
+    reuse_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Search and verify at every budget (resumable); returns and writes ``OUT/frontier.json``.
 
     ``recipe``: training settings (``lr``, ``batch_size``, ...) recorded in every budget folder's config.json.
+    ``objective``: what each budget's search maximises (``proxy``, ``lookahead``, ``train``).
+    ``reuse_from``: another frontier folder; each budget takes the finished trainings of
+    ``reuse_from/bBUDGET`` that match its plan, seed, recipe, data and model (``evidence/reuse.py``),
+    so a new objective is compared with the same baseline runs instead of retraining them.
     """
     from heterosearch.evidence.seeds import parse_methods, verify_run
     from heterosearch.pipeline.config import RunConfig, versions
@@ -85,8 +92,8 @@ def frontier(
     path = out / FRONTIER_FILE
     if path.is_file():
         old = read_run_file(path, FRONTIER_FILE)
-        same = {k: old.get(k) for k in ("task", "space", "proxy", "model", "seed")}
-        want = {"task": task, "space": space, "proxy": proxy, "model": model, "seed": seed}
+        same = {k: old.get(k, "proxy" if k == "objective" else None) for k in ("task", "space", "proxy", "objective", "model", "seed")}
+        want = {"task": task, "space": space, "proxy": proxy, "objective": objective, "model": model, "seed": seed}
         if same != want:
             diff = ", ".join(k for k in want if same[k] != want[k])
             raise UserError(f"{out} holds a frontier made with other settings ({diff}); pick another --out")
@@ -100,11 +107,13 @@ def frontier(
         "task": task,
         "space": space,
         "proxy": proxy,
+        "objective": objective,
         "model": model,
         "seed": seed,
         "budgets": budgets,
         "seeds": {str(b): n for b, n in counts.items()},
         "methods": names,
+        "reuse_from": str(reuse_from) if reuse_from else None,
         "argv": sys.argv,
         "versions": versions(),
         "status": "partial",
@@ -115,7 +124,8 @@ def frontier(
     #    never leaves a budget without its winner.
     for b in budgets:
         folder = budget_folder(out, b)
-        cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, trials=trials, seed=seed,
+        cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials,
+                        train_steps=train_steps, seed=seed,
                         data_dir=data_dir, out=str(folder), **(task_options or {}),
                         **({"train_epochs": train_epochs} if train_epochs is not None else {}),
                         max_train_steps=max_train_steps, **(recipe or {}))
@@ -133,8 +143,9 @@ def frontier(
         for plan in passes:
             for b in budgets:
                 say(f"frontier: budget {b:,}: {plan[b]} seed(s) x {len(names)} methods")
+                reuse = [budget_folder(Path(reuse_from), b)] if reuse_from and budget_folder(Path(reuse_from), b).is_dir() else []
                 verify_run(budget_folder(out, b), seeds=plan[b], methods=names, train_epochs=train_epochs,
-                           max_train_steps=max_train_steps, queue=queue)
+                           max_train_steps=max_train_steps, queue=queue, reuse_from=reuse)
                 doc.update(summarize_frontier(out, budgets))
                 write_json(path, doc)
     finally:

@@ -126,6 +126,7 @@ def _verify_run(
     overwrite: bool = False,
     recipe: dict[str, Any] | None = None,
     queue: Any = None,
+    reuse_from: Sequence[Path | str] = (),
 ) -> dict[str, Any]:
     """Train every method for every seed (skipping finished pairs), then write the statistics.
 
@@ -133,6 +134,8 @@ def _verify_run(
     that replace the run's for these trainings (config.json is not changed).
     The trainings are jobs (``evidence/jobs.py``) in ``queue`` (default: the run's own, in its
     study storage), so ``heterosearch worker RUN --jobs`` processes can take some of them.
+    ``reuse_from``: other run folders whose finished trainings of the same plan, seed, recipe,
+    data and model are taken instead of retrained (``evidence/reuse.py``).
     """
     from heterosearch.pipeline.files import SCORES_FILE
     from heterosearch.pipeline.stages import load_winner
@@ -220,6 +223,13 @@ def _verify_run(
             todo[key] = (method, seed, plan)
 
     fresh: dict[str, tuple[dict[str, Any], float]] = {}  # key -> (entry, seconds), in arrival order
+    reusable: dict[str, dict[str, Any]] = {}
+    if reuse_from and todo:
+        from heterosearch.evidence.reuse import reusable_runs
+
+        reusable, refused = reusable_runs(run.out, reuse_from, cfg.without_seed())
+        for folder, why in refused.items():
+            say(f"[yellow]verify: not reusing {folder}: {why}[/yellow]")
 
     def record(key: str, entry: dict[str, Any], seconds: float) -> None:
         method, seed, plan = todo[key]
@@ -246,13 +256,19 @@ def _verify_run(
         state["timings"] = timings
         write_json(path, state)
         main = entry["splits"].get("test", {}).get(run.spec.main_metric)
+        how = f"{seconds:.0f}s" if entry.get("source", "trained") == "trained" else f"reused from {entry['source']}"
         say(f"verify: {method} seed {seed}: test {run.spec.main_metric} "
-            f"{format_metric(run.spec.main_metric, main)} ({entry['params']:,} params, {seconds:.0f}s)")
+            f"{format_metric(run.spec.main_metric, main)} ({entry['params']:,} params, {how})")
 
     specs: dict[str, dict[str, Any]] = {}
     for key, (method, seed, plan) in todo.items():
         t0 = time.perf_counter()
         reused = _from_verify_json(run, method, seed, plan, _train_config_seeded(cfg, seed))
+        if reused is None and reusable:
+            from heterosearch.evidence.reuse import reused_entry
+
+            alloc = plan.allocation.to_dict() if plan.allocation is not None else None
+            reused = reused_entry(reusable, key, alloc, plan.params)
         if reused is not None:
             record(key, reused, time.perf_counter() - t0)
         else:

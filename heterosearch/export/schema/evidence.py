@@ -147,6 +147,8 @@ FRONTIER = FileSchema(
         {
             "format_version": COUNT,
             "model": Opt(Str()),
+            "objective": Opt(Str()),
+            "reuse_from": Opt(Str()),
             "seed": COUNT,
             "budgets": ListOf(COUNT),
             "seeds": MapOf(AnyValue(), key=_BUDGET, key_what="a budget"),

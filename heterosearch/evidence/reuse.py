@@ -1,0 +1,106 @@
+"""Reuse finished trainings of another run folder instead of repeating them (``--reuse-from``).
+
+A (method, seed) training is a deterministic function of the allocation, the seed, the training
+recipe, the data and the base model. When another run folder (say the proxy-objective frontier)
+already trained a baseline that a new folder (the train-objective frontier at the same budgets)
+needs, retraining it costs minutes and yields the same numbers. ``reusable_runs`` returns the
+other folder's finished entries, but only when everything that decides a training is equal:
+
+- config.json: task, model, data_dir, the recipe (lr, warm-up, batch size, max length, dropout,
+  epochs, step cap, precision, device), the validation carve (fraction, seed) and the user-data
+  options;
+- the data files (sha256 of every split, not their paths) and the model (name and package or
+  files), as config.json's provenance records them;
+- verify_seeds.json's ``train_config`` (what the trainings actually used).
+
+Each entry is then matched by key (``method/seed``), allocation and planned parameters, so a
+``random`` draw at another target or a winner that differs is trained afresh. A reused entry
+keeps its metrics and says where it came from (``source``); its target and gap are recomputed
+against this folder's winner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from heterosearch.errors import UserError
+from heterosearch.export.schema import read_run_file
+
+#: config.json settings that decide what a training computes (search-only settings are left out)
+TRAINING_KEYS = ("task", "model", "data_dir", "train_epochs", "max_train_steps", "batch_size", "max_length", "lr", "warmup",
+                 "lora_dropout", "val_fraction", "split_seed", "device", "precision", "text_columns", "label_column", "problem")
+#: entry fields recomputed against this folder's winner, not copied
+_RECOMPUTED = ("target", "gap")
+
+
+def _data_identity(record: dict[str, Any] | None) -> Any:
+    """The data provenance without file paths: split name -> (sha256, examples)."""
+    if not isinstance(record, dict):
+        return None
+    splits = record.get("splits") or {}
+    return {k: (v.get("sha256"), v.get("examples")) for k, v in sorted(splits.items()) if isinstance(v, dict)}
+
+
+def _model_identity(record: dict[str, Any] | None) -> Any:
+    """The model provenance without its local path."""
+    if not isinstance(record, dict):
+        return None
+    return {k: v for k, v in record.items() if k != "path"}
+
+
+def _mismatch(ours: Path, other: Path, train_config: dict[str, Any]) -> str | None:
+    """Why ``other``'s trainings are not those ``ours`` would run, or None when they are."""
+    from heterosearch.pipeline.files import CONFIG_FILE, VERIFY_SEEDS_FILE
+
+    mine, theirs = read_run_file(ours / CONFIG_FILE, CONFIG_FILE), read_run_file(other / CONFIG_FILE, CONFIG_FILE)
+    differ = [k for k in TRAINING_KEYS if mine["config"].get(k) != theirs["config"].get(k)]
+    if differ:
+        return "settings differ: " + ", ".join(differ)
+    if _data_identity(mine.get("data")) != _data_identity(theirs.get("data")):
+        return "its data files differ (sha256)"
+    if _model_identity(mine.get("model")) != _model_identity(theirs.get("model")):
+        return "its base model differs"
+    state = read_run_file(other / VERIFY_SEEDS_FILE, VERIFY_SEEDS_FILE)
+    if state.get("train_config") != train_config:
+        return "its trainings used another training config"
+    return None
+
+
+def reusable_runs(ours: Path, others: Sequence[Path | str], train_config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Finished entries (``method/seed`` -> entry with ``source``) of ``others`` that ``ours`` may take.
+
+    Returns (entries, refused): ``refused`` maps a folder to why none of its runs can be reused.
+    The first folder that has a key wins.
+    """
+    from heterosearch.pipeline.files import CONFIG_FILE, VERIFY_SEEDS_FILE
+
+    entries: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    for other in map(Path, others):
+        if not (other / CONFIG_FILE).is_file():
+            raise UserError(f"--reuse-from {other} is not a heterosearch run folder (no {CONFIG_FILE})")
+        if other.resolve() == Path(ours).resolve():
+            continue
+        if not (other / VERIFY_SEEDS_FILE).is_file():
+            refused[str(other)] = f"it has no {VERIFY_SEEDS_FILE}"
+            continue
+        why = _mismatch(Path(ours), other, train_config)
+        if why:
+            refused[str(other)] = why
+            continue
+        for key, entry in read_run_file(other / VERIFY_SEEDS_FILE, VERIFY_SEEDS_FILE).get("runs", {}).items():
+            if key not in entries and isinstance(entry, dict) and "splits" in entry:
+                kept = {k: v for k, v in entry.items() if k not in _RECOMPUTED}
+                kept["source"] = f"{other / VERIFY_SEEDS_FILE}"
+                entries[key] = kept
+    return entries, refused
+
+
+def reused_entry(entries: dict[str, dict[str, Any]], key: str, allocation: dict[str, Any] | None, planned_params: int) -> dict[str, Any] | None:
+    """The reusable entry for ``key`` if it trained this very plan, else None."""
+    entry = entries.get(key)
+    if entry is None or entry.get("allocation") != allocation or entry.get("planned_params") != planned_params:
+        return None
+    return entry
