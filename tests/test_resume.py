@@ -164,6 +164,7 @@ def test_run_killed_during_search_and_verification_resumes(tiny: tuple[Path, Pat
     killed_labels = [p.stem for p in (out / "checkpoints").glob("*.pt")]
     assert killed_labels
     _all_json_complete(out)
+    searched = json.loads((out / "search.json").read_text())["seconds"]
 
     trials = optuna.load_study(study_name="heterosearch", storage=open_storage(journal)).get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
@@ -185,6 +186,10 @@ def test_run_killed_during_search_and_verification_resumes(tiny: tuple[Path, Pat
     assert third.returncode == 0, third.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["search"]["trials"] == TRIALS
+    search = json.loads((out / "search.json").read_text())
+    # The third invocation found every trial done: its own seconds are added to the study's, not put in their place.
+    assert search["seconds"] == pytest.approx(searched + search["last_invocation_seconds"])
+    assert search["last_invocation_seconds"] < searched
     verify = json.loads((out / "verify.json").read_text())
     for label in killed_labels:
         assert verify[label]["resumed_from_step"] >= 25, verify[label]

@@ -150,6 +150,12 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         summary[run.cfg.objective] = summary_section(run.cfg.objective, setup, result, exact_value)
     summary[INPUTS_KEY] = input_hashes(run.out, "search")  # the scores it was searched on (pipeline/files.py)
     changed = _search_changed(run, summary)
+    old = _read_json(run.path(SEARCH_FILE))
+    if old.get("study_name") == summary["study_name"] and isinstance(old.get("seconds"), (int, float)):
+        # A resumed study: its trials include the earlier invocations', so its seconds do too
+        # (a rerun that finds every trial done would otherwise record a fraction of a millisecond).
+        summary["seconds"] = float(old["seconds"]) + result.seconds
+        summary["last_invocation_seconds"] = result.seconds
     write_json(run.path(SEARCH_FILE), summary)
     if changed:  # another winner or budget: the export, trainings and report made from the old one are stale
         _dropped(run, "search", remove_stale(run.out, "search"))
