@@ -99,6 +99,7 @@ UPSTREAM = {
     ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies"),
     ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies.base"),
     ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies.state"),
+    ("heterosearch.adapters.bank.scoring", "heterosearch.proxies.group_sketch"),
     # scores.json is written and read like every run file (atomic write, schema check)
     ("heterosearch.proxies.scoring", "heterosearch.export.files"),
     ("heterosearch.proxies.scoring", "heterosearch.export.schema"),

@@ -47,7 +47,8 @@ def role_spectral(groups: Sequence[Any], value: Callable[[Mapping[str, Any], Any
 
     G from the base model's data gradients (``grads["data"]``); {} when ``spectral`` is not asked for.
     Streaming scoring never forms G: then each site's top singular values (``grads["sigma"]``,
-    1-D) stand in for it, which only a ``value`` that needs no more than them may accept (MoS).
+    1-D) stand in for it, which only a ``value`` that needs no more than them may accept (MoS);
+    banks need more and read their own sketches instead (``adapters/bank/scoring.py``).
     """
     if "spectral" not in proxies:
         return {}

@@ -14,7 +14,9 @@ across kinds"):
   gain of the best update the bank / pool can express (adapters/bank/scoring.py and
   adapters/mos/scoring.py say exactly how). grad_norm, snip and synflow of a shared tensor at
   init are not defined in a way comparable to per-site scores, so they are reported as
-  undefined, never as zeros.
+  undefined, never as zeros. Streaming scoring estimates both without forming G: pools from
+  the members' sketched singular values, banks from sketches of the sums and stacks of their
+  members' G taken in the same pass (``proxies/group_sketch.py``).
 
 Normalisation across kinds: ``spectral`` values of every kind are first-order loss decreases
 of a gradient-descent step (sum of squared singular values of a loss gradient), in the same
@@ -74,9 +76,11 @@ def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, An
 
     The one scoring entry point of the ``score`` stage and of ``heterosearch.search`` (api.py).
     ``options``: ``proxies.settings.ScoringOptions`` (None = auto). The streaming path never
-    forms G: MoS pools read only each member's singular values, which it estimates, but banks
-    need sums and stacks of members' full G, and shortcuts form a d x d G per candidate (as
-    large as the exact path's), so those two need the exact path.
+    forms G: MoS pools read only each member's singular values, which it estimates; banks read
+    the singular values of sums and stacks of members' G, which a kind asks to have sketched in
+    the same pass (its scoring module's optional ``sketch_groups(section, sites, proxies)``,
+    ``group_sketch.py``); shortcuts form a d x d G per candidate (as large as the exact path's),
+    so they need the exact path.
     """
     from heterosearch.adapters.kinds import ADAPTER_KINDS
     from heterosearch.errors import UserError
@@ -84,15 +88,18 @@ def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, An
     from heterosearch.proxies.settings import as_options
 
     opts = as_options(options)
+    groups: list[Any] = []
     if opts.resolve(sites) == "streaming":
-        needs_g = [k for k in ("bank", "shortcut") if k in space.kinds
-                   and set(proxies) - set(ADAPTER_KINDS.get(k).module("scoring").UNDEFINED)]
-        if needs_g:
-            raise UserError(f"streaming scoring cannot score {' or '.join(needs_g)} yet (they need full gradient "
-                            "matrices): use --scoring exact or a space without them")
+        if "shortcut" in space.kinds and set(proxies) - set(ADAPTER_KINDS.get("shortcut").module("scoring").UNDEFINED):
+            raise UserError("streaming scoring cannot score shortcut yet (it needs full gradient matrices): "
+                            "use --scoring exact or a space without shortcuts")
+        for name, section in space.kinds.items():
+            sketch_groups = getattr(ADAPTER_KINDS.get(name).module("scoring"), "sketch_groups", None)
+            if sketch_groups is not None:
+                groups += sketch_groups(section, sites, proxies)
     grads: dict[str, Any] = {}
     scores = score_candidates(model, sites, batches, proxies, max(space.lora.ranks), space.lora.scaling, seed,
-                              keep_grads=grads, options=opts)
+                              keep_grads=grads, options=opts, groups=groups)
     if set(space.kinds) - {"lora"}:
         scores.kinds, scores.undefined = score_kinds(model, sites, batches, space, grads, proxies, seed)
     return scores

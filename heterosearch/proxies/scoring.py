@@ -126,13 +126,17 @@ def score_candidates(
     seed: int,
     keep_grads: dict[str, Any] | None = None,
     options: Any = None,
+    groups: Sequence[Any] = (),
 ) -> Scores:
     """Run the shared passes and compute every proxy's curves; the model is not changed.
 
     ``scaling``: the LoRA scale rule (``space/scale.py``) or one number for every rank.
     ``keep_grads``, when given, receives the per-site G of each pass (``"data"``,
     ``"synflow"``), so the scorers of other adapter kinds reuse them without another pass
-    (the streaming path never forms G: it fills ``"sigma"``, each site's top singular values).
+    (the streaming path never forms G: it fills ``"sigma"``, each site's top singular values,
+    and ``"groups"``, the top singular values of each of ``groups``: ``group_sketch.MemberGroup``
+    sums and stacks of several sites' G that banks need; the exact path ignores ``groups``, its
+    ``"data"`` holds every G).
     ``options``: ``settings.ScoringOptions`` or a method name; None = ``auto``, which is the
     exact path unless G would exceed ``settings.AUTO_EXACT_BYTES``.
     """
@@ -145,7 +149,7 @@ def score_candidates(
 
     opts = as_options(options)
     if opts.resolve(sites) == "streaming":
-        return _score_streaming(model, sites, batches, proxies, r_max, scaling, seed, opts, keep_grads)
+        return _score_streaming(model, sites, batches, proxies, r_max, scaling, seed, opts, keep_grads, groups)
 
     scale = as_scale(scaling)
     # s(r) for r = 0..r_max, shape (r_max + 1,); rank 0 scores 0 whatever its factor.
@@ -214,7 +218,8 @@ def _meta(state: str, batches: Sequence[Any], losses: list[float], seed: int, sc
 
 
 def _score_streaming(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, Any]], proxies: Sequence[str],
-                     r_max: int, scaling: Any, seed: int, opts: Any, keep: dict[str, Any] | None = None) -> Scores:
+                     r_max: int, scaling: Any, seed: int, opts: Any, keep: dict[str, Any] | None = None,
+                     groups: Sequence[Any] = ()) -> Scores:
     """``score_candidates`` on the streaming path (settings.py): curves from per-site sketches."""
     import torch
 
@@ -228,7 +233,7 @@ def _score_streaming(model: Any, sites: Sequence[Any], batches: Sequence[dict[st
     timings: dict[str, float] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     states, losses, info = streaming_states(model, sites, batches, {k.source for k in kinds.values()}, r_max,
-                                            seed, opts, _site_workers, timings, keep)
+                                            seed, opts, _site_workers, timings, keep, groups)
     with _site_workers(len(sites)) as pool:
         for name, proxy in kinds.items():
             t0 = time.perf_counter()

@@ -8,7 +8,8 @@
   gradients delta_t (G = sum_t delta_t x_t^T); the top singular values come from Tropp et al.'s
   single-pass three-sketch method (``sketch.py``). The first r_max columns of Omega / Psi are the
   virtual adapter's A^T / B, so dL/dA and dL/dB (grad_norm, snip) are exact, not estimated.
-  Memory O((d_in + d_out)(k + l) + s^2) per site.
+  Memory O((d_in + d_out)(k + l) + s^2) per site. Banks' sums and stacks of members' G are
+  sketched by the same hooks (``group_sketch.py``), with widths from the largest bank rank.
 - ``auto``: streaming when the exact path's float64 G would exceed ``AUTO_EXACT_BYTES``.
 """
 

@@ -6,7 +6,9 @@ Per site, a forward hook keeps a reference to the input x (the tensor itself, no
 puts a tensor hook on the output; when the output gradient delta arrives, ``SiteSketch.add``
 folds (x, delta) into Y and Z and both are released. So the memory on top of a frozen
 forward+backward is the sites' inputs that autograd would not have kept (a frozen linear does
-not save its input) plus O((d_in + d_out)(k + l) + s^2) per site.
+not save its input) plus O((d_in + d_out)(k + l) + s^2) per site. The same hook also feeds
+the sketches of sums and stacks of several sites' G that banks need (``group_sketch.py``), about
+one more per-site sketch per bank member, structure and membership.
 
 Gradient checkpointing (HF ``supports_gradient_checkpointing``) uses reentrant checkpoints: the
 first forward of a layer runs without grad, so the hooks do nothing; the recompute in backward
@@ -27,6 +29,7 @@ from torch import nn
 from heterosearch.errors import UserError
 from heterosearch.models.sites import Site
 from heterosearch.progress import track
+from heterosearch.proxies.group_sketch import GroupMaps, GroupSketch, MemberGroup
 from heterosearch.proxies.passes import checkpointed, frozen, micro_batches
 from heterosearch.proxies.sketch import SiteSketch, SiteSynflow, TestMaps
 
@@ -61,16 +64,31 @@ def _hook_sites(model: nn.Module, sites: Sequence[Site], add: Callable[[Site, to
 
 def sketch_pass(
     model: nn.Module, sites: Sequence[Site], batches: Sequence[dict[str, torch.Tensor]], r_max: int,
-    widths: tuple[int, int, int], seed: int, options: Any,
+    widths: tuple[int, int, int], seed: int, options: Any, groups: Sequence[GroupSketch] = (),
 ) -> tuple[dict[str, SiteSketch], list[float]]:
-    """Per-site sketches of G summed over ``batches``, and each batch's loss; the model is not changed."""
+    """Per-site sketches of G summed over ``batches``, and each batch's loss; the model is not changed.
+
+    ``groups``: sketches of sums / stacks of member sites' G (``group_sketch.py``), filled in place
+    by the same hooks: each member's (x, delta) is added to its site's sketch and to every group
+    it belongs to before both are released.
+    """
     from heterosearch.train.device import autocast
 
     maps = TestMaps(r_max, widths, seed)
     sketches = {s.key: SiteSketch.zeros(s, maps) for s in sites}
+    member_of: dict[str, list[tuple[GroupSketch, int]]] = {}
+    for g in groups:
+        for i, key in enumerate(g.group.keys):
+            member_of.setdefault(key, []).append((g, i))
+
+    def add(site: Site, x: torch.Tensor, delta: torch.Tensor) -> None:
+        sketches[site.key].add(x, delta)
+        for g, i in member_of.get(site.key, ()):
+            g.add(i, x, delta)
+
     losses: list[float] = []
     device = next(model.parameters()).device
-    handles = _hook_sites(model, sites, lambda site, x, delta: sketches[site.key].add(x, delta))
+    handles = _hook_sites(model, sites, add)
     try:
         with frozen(model), checkpointed(model, options.checkpointing):
             for batch in track(batches, "scoring: sketches", total=len(batches)):
@@ -126,6 +144,7 @@ STREAMING_STATE = (
 def streaming_states(
     model: nn.Module, sites: Sequence[Site], batches: Sequence[dict[str, torch.Tensor]], sources: set[str],
     r_max: int, seed: int, options: Any, workers: Any, timings: dict[str, float], keep: dict[str, Any] | None = None,
+    groups: Sequence[MemberGroup] = (),
 ) -> tuple[dict[str, dict[str, Any]], list[float], dict[str, Any]]:
     """({source: {site key: state()}}, batch losses, meta) for the streaming path.
 
@@ -136,7 +155,9 @@ def streaming_states(
     reconstructions (one QR, two least squares and an SVD of k x l each), opened after the
     pass, which keeps every torch thread; each core sketch is dropped once its values exist.
     ``keep``, when given, receives ``{"sigma": {site key: singular value estimates}}`` (what
-    MoS pools read instead of G, ``adapters/mos/scoring.py``).
+    MoS pools read instead of G, ``adapters/mos/scoring.py``) and, for ``groups`` (sums and stacks
+    of members' G that banks need, ``group_sketch.py``; sketched in the same pass, at widths
+    ``sketch_widths(max group rank, oversample)``), ``{"groups": {group: singular value estimates}}``.
     """
     import time
 
@@ -145,11 +166,16 @@ def streaming_states(
     from heterosearch.proxies.state import virtual_adapter
 
     widths = sketch_widths(r_max, options.oversample)
+    group_widths = sketch_widths(max((g.rank for g in groups), default=1), options.oversample)
+    groups = groups if keep is not None and "data" in sources else ()  # nowhere to put their values otherwise
     states: dict[str, dict[str, Any]] = {}
     losses: list[float] = []
     if "data" in sources:
         t0 = time.perf_counter()
-        sketches, losses = sketch_pass(model, sites, batches, r_max, widths, seed, options)
+        group_maps = GroupMaps(group_widths, seed)
+        by_key = {s.key: s for s in sites}
+        group_sketches = [GroupSketch.zeros(g, [by_key[k] for k in g.keys], group_maps) for g in groups]
+        sketches, losses = sketch_pass(model, sites, batches, r_max, widths, seed, options, group_sketches)
         timings["data_pass"] = time.perf_counter() - t0
 
         def data_state(s: Site) -> Callable[[], Any]:
@@ -169,6 +195,10 @@ def streaming_states(
         maps = next(iter(sketches.values())).maps if sketches else None
         with workers(len(sites)) as pool:
             states["data"] = dict(zip((s.key for s in sites), pool.map(data_state, sites)))
+            if keep is not None and group_sketches:
+                keep["groups"] = dict(zip(groups, pool.map(GroupSketch.singular_values, group_sketches)))
+        del group_sketches
+        group_maps.release()
         if maps is not None:
             maps.release()  # the states read only Y[:, :r_max] and Z[:r_max] from here on
         timings["sketch_reconstruction"] = time.perf_counter() - t0
@@ -184,4 +214,7 @@ def streaming_states(
     k, l, core = widths  # noqa: E741
     meta = {"method": "streaming", "sketch_k": k, "sketch_l": l, "sketch_core": core, "micro_batch": options.micro_batch,
             "checkpointing": options.checkpointing, "precision": options.precision}
+    if groups:
+        gk, gl, gcore = group_widths
+        meta["groups"] = {"count": len(groups), "sketch_k": gk, "sketch_l": gl, "sketch_core": gcore}
     return states, losses, meta
