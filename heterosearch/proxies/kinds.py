@@ -79,20 +79,16 @@ def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, An
     forms G: MoS pools read only each member's singular values, which it estimates; banks read
     the singular values of sums and stacks of members' G, which a kind asks to have sketched in
     the same pass (its scoring module's optional ``sketch_groups(section, sites, proxies)``,
-    ``group_sketch.py``); shortcuts form a d x d G per candidate (as large as the exact path's),
-    so they need the exact path.
+    ``group_sketch.py``); shortcuts sketch each candidate's d x d G in their own pass
+    (``adapters/shortcut/scoring.py``).
     """
     from heterosearch.adapters.kinds import ADAPTER_KINDS
-    from heterosearch.errors import UserError
     from heterosearch.proxies.scoring import score_candidates
     from heterosearch.proxies.settings import as_options
 
     opts = as_options(options)
     groups: list[Any] = []
     if opts.resolve(sites) == "streaming":
-        if "shortcut" in space.kinds and set(proxies) - set(ADAPTER_KINDS.get("shortcut").module("scoring").UNDEFINED):
-            raise UserError("streaming scoring cannot score shortcut yet (it needs full gradient matrices): "
-                            "use --scoring exact or a space without shortcuts")
         for name, section in space.kinds.items():
             sketch_groups = getattr(ADAPTER_KINDS.get(name).module("scoring"), "sketch_groups", None)
             if sketch_groups is not None:
@@ -100,6 +96,8 @@ def score_space(model: Any, sites: Sequence[Any], batches: Sequence[dict[str, An
     grads: dict[str, Any] = {}
     scores = score_candidates(model, sites, batches, proxies, max(space.lora.ranks), space.lora.scaling, seed,
                               keep_grads=grads, options=opts, groups=groups)
+    if "data" not in grads:  # streamed: kinds that run their own pass (shortcuts) sketch with the same oversampling
+        grads["oversample"] = opts.oversample
     if set(space.kinds) - {"lora"}:
         scores.kinds, scores.undefined = score_kinds(model, sites, batches, space, grads, proxies, seed)
     return scores

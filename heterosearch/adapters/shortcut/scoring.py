@@ -9,6 +9,12 @@ for any (A, B); at B = 0 the proxies are gradient-only (there is no W to multipl
 
 The model is left bit-identical: parameters, requires_grad flags, ``.grad`` (gradients are
 taken with ``torch.autograd.grad`` on the zero leaves only) and train/eval mode.
+
+Streaming scoring (``proxies/settings.py``) never forms the d x d G: the same (g, src) pairs
+feed one ``SiteSketch`` per candidate instead (``proxies/sketch.py``: Y = G [A^T | Gaussian],
+Z = [B | Gaussian]^T G and the core, with the candidate's own virtual adapter A, B), so a
+candidate costs (d k + l d + s^2) floats instead of d^2 float64, and the proxies read the exact
+B^T G and G A^T and the estimated top singular values from it, as for a LoRA site.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ def shortcut_gradients(
     sites: Sequence[Any],
     elements_or_candidates: Iterable[ShortcutElement | tuple[int, str]],
     batches: Iterable[dict[str, torch.Tensor]],
-) -> dict[str, torch.Tensor]:
-    """G (d x d, float64) per candidate key (``"L3.residual_1"``), summed over ``batches``.
+    maps: Any = None,
+) -> dict[str, Any]:
+    """G (d x d, float64) per candidate key (``"L3.residual_1"``), summed over ``batches``; with
+    ``maps`` (``proxies.sketch.TestMaps``) a ``SiteSketch`` of that G per candidate key instead.
 
     Each batch is passed as ``model(**batch)`` and must make the model return ``.loss``.
     """
@@ -58,7 +66,13 @@ def shortcut_gradients(
     wiring = {(layer, c): (WIRING[c][0], layer + WIRING[c][1], WIRING[c][2]) for layer, c in slots}
     sources = {(src, i) for src, i, _ in wiring.values()}
     points = {(point, layer) for (layer, _), (_, _, point) in wiring.items()}
-    grads = {candidate_key(layer, c): torch.zeros(d, d, dtype=torch.float64) for layer, c in slots}
+    if maps is None:
+        grads: dict[str, Any] = {candidate_key(layer, c): torch.zeros(d, d, dtype=torch.float64) for layer, c in slots}
+    else:
+        from heterosearch.proxies.sketch import SiteSketch
+
+        grads = {candidate_key(layer, c): SiteSketch.zeros(_virtual_site(candidate_key(layer, c), d), maps)
+                 for layer, c in slots}
 
     captured: dict[tuple[str, int], torch.Tensor] = {}
     zeros: dict[tuple[str, int], torch.Tensor] = {}
@@ -117,7 +131,10 @@ def shortcut_gradients(
                     if keep.numel() != g.shape[0]:
                         raise ValueError(f"attention_mask has {keep.numel()} tokens, the hidden states {g.shape[0]}")
                     g, h = g[keep], h[keep]
-                grads[candidate_key(layer, c)] += g.double().t() @ h.double()
+                if maps is None:
+                    grads[candidate_key(layer, c)] += g.double().t() @ h.double()
+                else:  # G = sum_t g_t src_t^T: src is the input side, g the output gradient
+                    grads[candidate_key(layer, c)].add(h, g)
     finally:
         for handle in handles:
             handle.remove()
@@ -128,6 +145,11 @@ def shortcut_gradients(
     return grads
 
 
+def _virtual_site(key: str, d: int) -> Any:
+    """What ``virtual_adapter`` and ``SiteSketch`` read of a site: a shortcut is a (d, d) map."""
+    return type("V", (), {"key": key, "d_in": d, "d_out": d})()
+
+
 def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, torch.Tensor]], section: Any,
           grads: Any, proxies: Sequence[str], seed: int, scale: Any = None) -> dict[str, Any]:
     """{proxy: {candidate key: curve}}: every data proxy on G_s, as for a LoRA site (proxies/kinds.py says why).
@@ -136,6 +158,8 @@ def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, to
     (rank max(ranks)) a LoRA site of shape (d, d) would get, at s(r) of the run's scale rule
     ``scale`` (as ``proxies.scoring.score_candidates`` does for LoRA sites: the curve at s = 1
     times s(r) ** the proxy's ``scale_degree``, the terms' own scale, ``layer.py``); None: s = 2.
+    The LoRA pass ran streamed when ``grads`` has no ``"data"``: then each candidate is
+    sketched too (``grads["oversample"]``, the run's oversampling), never forming its G.
     """
     from heterosearch.adapters.shortcut.layer import SCALING
     from heterosearch.proxies import PROXIES
@@ -147,21 +171,33 @@ def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, to
         return {}  # no pass (and no d x d gradients) for proxies that cannot score shortcuts
     n_layers = max(s.layer for s in sites) + 1
     cands = [(layer, c) for layer, c in candidates(n_layers) if c in section.types]  # as options.groups
-    G = shortcut_gradients(model, sites, cands, batches)  # noqa: N806
     d = hidden_size(sites)
     r_max = max(section.ranks)
+    streaming = "data" not in grads
+    maps = None
+    if streaming:
+        from heterosearch.proxies.settings import ScoringOptions, sketch_widths
+        from heterosearch.proxies.sketch import TestMaps
+
+        maps = TestMaps(r_max, sketch_widths(r_max, grads.get("oversample", ScoringOptions().oversample)), seed)
+    G = shortcut_gradients(model, sites, cands, batches, maps)  # noqa: N806
     # s(r) for r = 0..r_max; rank 0 scores 0 whatever its factor.
     s_of_r = torch.tensor([1.0] + [kind_scaling(scale, r, SCALING) for r in range(1, r_max + 1)], dtype=torch.float64)
     out: dict[str, Any] = {}
+    sigmas: dict[str, torch.Tensor] = {}  # streaming: each candidate's singular values, estimated once
     for p in proxies:
         if p in UNDEFINED:
             continue
         proxy = PROXIES.get(p)()
         curves = {}
         for key, g in G.items():
-            pseudo = type("V", (), {"key": key, "d_in": d, "d_out": d})()
-            A, B = virtual_adapter(pseudo, r_max, seed)  # type: ignore[arg-type]  # noqa: N806
-            curve = proxy.curve(SiteState(g, A, B, 1.0)).double() * s_of_r ** proxy.scale_degree
+            A, B = virtual_adapter(_virtual_site(key, d), r_max, seed)  # noqa: N806
+            if streaming:
+                BtG, GAt = g.lora_grads()  # noqa: N806
+                state = SiteState(None, A, B, 1.0, BtG=BtG, GAt=GAt, sigma=sigmas.setdefault(key, g.singular_values()))
+            else:
+                state = SiteState(g, A, B, 1.0)
+            curve = proxy.curve(state).double() * s_of_r ** proxy.scale_degree
             curves[key] = [float(v) for v in curve]
         out[p] = curves
     return out
