@@ -100,6 +100,9 @@ UPSTREAM = {
     ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies.base"),
     ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies.state"),
     ("heterosearch.adapters.bank.scoring", "heterosearch.proxies.group_sketch"),
+    # streaming shortcut scoring sketches each candidate with the per-site sketch and the run's oversampling
+    ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies.sketch"),
+    ("heterosearch.adapters.shortcut.scoring", "heterosearch.proxies.settings"),
     # scores.json is written and read like every run file (atomic write, schema check)
     ("heterosearch.proxies.scoring", "heterosearch.export.files"),
     ("heterosearch.proxies.scoring", "heterosearch.export.schema"),
