@@ -1,13 +1,13 @@
 """Trace one verify training step by step: loss, gradient norm and the classifier's input.
 
-    python benchmarks/collapse_trace.py RUN_DIR --method uniform_all --seed 0 --steps 200 [--clip 1.0]
+    python benchmarks/collapse_trace.py RUN_DIR --method uniform_all --seed 0 --steps 200 [--clip 1.0] [--lr 5e-4]
 
 Rebuilds the (method, seed) training of ``RUN_DIR/verify_seeds.json`` as ``heterosearch verify``
 runs it (same model, head start, allocation, scale, batches, AdamW and schedule over the full
 recipe length) and prints, every 5 steps, the batch loss, the gradient norm (before clipping),
 the mean norm of the classifier's input and its standard deviation across the batch (a
 representation collapse shows as both falling together). ``--clip`` clips the gradient norm
-(0 = off, the recipe). Made to find where STS-B 0.5M trainings stop learning
+(0 = off, the recipe); ``--lr`` replaces the recipe's peak rate. Made to find where STS-B 0.5M trainings stop learning
 (reports/README.md, `stsb-frontier/`; outputs in reports/stsb-collapse/).
 """
 
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--clip", type=float, default=0.0)
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     args = ap.parse_args()
 
     from heterosearch.adapters import apply_allocation
@@ -40,7 +41,7 @@ def main() -> None:
     run = Run(cfg=stored_config(args.run), out=args.run)
     entry = json.loads((args.run / "verify_seeds.json").read_text())["runs"][f"{args.method}/{args.seed}"]
     alloc = Allocation.from_dict(entry["allocation"])
-    cfg = replace(run.cfg.train_config(), seed=args.seed)
+    cfg = replace(run.cfg.train_config(), seed=args.seed, **({"lr": args.lr} if args.lr else {}))
     torch.manual_seed(args.seed)
     model = run.new_model(args.seed)
     apply_allocation(model, run.sites, alloc, run.space.lora.scaling, seed=args.seed)
@@ -52,7 +53,7 @@ def main() -> None:
     seen: dict[str, torch.Tensor] = {}
     model.get_submodule("classifier").register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach()))
     print(f"{args.run} {args.method} seed {args.seed}: {entry['params']:,} adapter params, {steps} recipe steps, "
-          f"clip {args.clip or 'off'}")
+          f"clip {args.clip or 'off'}, peak lr {cfg.lr:g}")
     t0 = time.time()
     for step in range(min(args.steps, steps)):
         batch = collate(run.tokenizer, run.encoded["train"], next(stream))
