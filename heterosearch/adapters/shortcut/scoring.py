@@ -193,8 +193,10 @@ def score(model: nn.Module, sites: Sequence[Any], batches: Sequence[dict[str, to
         for key, g in G.items():
             A, B = virtual_adapter(_virtual_site(key, d), r_max, seed)  # noqa: N806
             if streaming:
+                if key not in sigmas:  # setdefault would evaluate the reconstruction for every proxy
+                    sigmas[key] = g.singular_values()
                 BtG, GAt = g.lora_grads()  # noqa: N806
-                state = SiteState(None, A, B, 1.0, BtG=BtG, GAt=GAt, sigma=sigmas.setdefault(key, g.singular_values()))
+                state = SiteState(None, A, B, 1.0, BtG=BtG, GAt=GAt, sigma=sigmas[key])
             else:
                 state = SiteState(g, A, B, 1.0)
             curve = proxy.curve(state).double() * s_of_r ** proxy.scale_degree
