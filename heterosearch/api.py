@@ -216,7 +216,7 @@ def verify(run_dir: str | Path, seeds: int | Sequence[int] = 3, methods: str | S
            train_epochs: float | None = None, max_train_steps: int | None = None, overwrite: bool = False, *,
            lr: float | None = None, warmup: float | None = None, batch_size: int | None = None,
            max_length: int | None = None, lora_dropout: float | None = None, device: str | None = None,
-           precision: str | None = None) -> dict[str, Any]:
+           precision: str | None = None, lr_scaling: str | None = None) -> dict[str, Any]:
     """Train a run's winner and the baselines at its budget over ``seeds``; paired statistics.
 
     The ``verify`` command's work (``evidence.seeds.verify_run``): resumable, writes
@@ -224,7 +224,8 @@ def verify(run_dir: str | Path, seeds: int | Sequence[int] = 3, methods: str | S
     differences with 95 % intervals and the seeds a 1-point difference needs). ``run_dir`` is a
     folder made by ``heterosearch run`` (the CLI) with a search in it.
 
-    The training settings are the command's flags: ``lr``, ``warmup``, ``batch_size``,
+    The training settings are the command's flags: ``lr`` (the base rate), ``lr_scaling``
+    ("rank": LoRA's rate falls at high rank, ``recipe.lr_factor``; "none"), ``warmup``, ``batch_size``,
     ``max_length``, ``lora_dropout``, ``device`` (auto, cpu, cuda, cuda:N, mps) and ``precision``
     (fp32, bf16, fp16); None keeps the run's own (config.json is not changed). ``overwrite``
     discards earlier seeds, which a changed recipe needs. Bad values raise ``UserError``.
@@ -234,7 +235,7 @@ def verify(run_dir: str | Path, seeds: int | Sequence[int] = 3, methods: str | S
     if isinstance(methods, (list, tuple)):
         methods = ",".join(methods)
     recipe = {"lr": lr, "warmup": warmup, "batch_size": batch_size, "max_length": max_length,
-              "lora_dropout": lora_dropout, "device": device, "precision": precision}
+              "lora_dropout": lora_dropout, "device": device, "precision": precision, "lr_scaling": lr_scaling}
     # RunConfig checks each value as the CLI's flags are checked (pipeline/config.py): one UserError line.
     return verify_run(run_dir, seeds=seeds, methods=methods, train_epochs=train_epochs, max_train_steps=max_train_steps,
                       overwrite=overwrite, recipe={k: v for k, v in recipe.items() if v is not None})

@@ -35,6 +35,7 @@ from heterosearch.options import (
     LabelColumnOpt,
     LoraDropoutOpt,
     LrOpt,
+    LrScalingOverrideOpt,
     MaxLengthOpt,
     ModelOpt,
     ObjectiveOpt,
@@ -110,7 +111,8 @@ def run(
     out: OutOpt = None,
     score_batches: BatchesOpt = 8,
     storage: StorageOpt = None,
-    lr: Annotated[float, typer.Option(help="Learning rate of every trained model (the recipe's, chosen on val).")] = recipe.LR,
+    lr: Annotated[float, typer.Option(help="Base learning rate of every trained model (the recipe's, chosen on val; see --lr-scaling).")] = recipe.LR,
+    lr_scaling: Annotated[str, typer.Option(help="rank: LoRA's rate falls as (2 / r) ** 0.25 once the budget buys uniform LoRA on all sites a rank r > 2 (recipe.py); none: --lr at every budget.")] = "rank",
     warmup: Annotated[float, typer.Option(help="Linear warm-up, as a fraction of the training steps.")] = recipe.WARMUP,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = recipe.BATCH_SIZE,
     max_length: Annotated[int, typer.Option(help="Tokens per example (longer ones are truncated).")] = recipe.MAX_LENGTH,
@@ -140,10 +142,10 @@ def run(
     trials = default_trials(objective) if trials is None else trials
     check_common(trials=trials, score_batches=score_batches, max_train_steps=max_train_steps, seed=seed,
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
-    check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout)
+    check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout, lr_scaling=lr_scaling)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_steps=train_steps,
                     train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
-                    storage=storage, lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+                    storage=storage, lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
                     text_columns=text_columns, label_column=label_column, problem=problem,
                     scoring=scoring, score_micro_batch=score_micro_batch, score_checkpointing=score_checkpointing)
@@ -232,7 +234,7 @@ def train(
     run_dir: Annotated[Path, typer.Argument(help="Run folder with a search.json.")],
     train_epochs: Annotated[Optional[float], typer.Option("--train-epochs")] = None,
     max_train_steps: StepsOpt = None,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    lr: LrOpt = None, lr_scaling: LrScalingOverrideOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
     device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
 ) -> None:
@@ -241,7 +243,7 @@ def train(
     Example: heterosearch train runs/demo --train-epochs 1
     """
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+    given = check_recipe(lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                          device=device, precision=precision)
     from heterosearch.pipeline import Run, check_exported, load_winner, stage_score, stage_verify, write_results
 

@@ -27,6 +27,7 @@ from heterosearch.options import (
     LabelColumnOpt,
     LoraDropoutOpt,
     LrOpt,
+    LrScalingOverrideOpt,
     MaxLengthOpt,
     ModelOpt,
     ObjectiveOpt,
@@ -71,7 +72,7 @@ def verify(
     train_epochs: Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs (default: the run's).")] = None,
     max_train_steps: StepsOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Discard RUN/verify_seeds.json and retrain every pair.")] = False,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    lr: LrOpt = None, lr_scaling: LrScalingOverrideOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
     device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
     reuse_from: ReuseOpt = None,
@@ -83,7 +84,7 @@ def verify(
     """
     check_int("--seeds", seeds, 1, MAX_SEEDS)
     check_common(train_epochs=train_epochs, max_train_steps=max_train_steps)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+    given = check_recipe(lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                          device=device, precision=precision)
     from heterosearch.evidence import verify_run
     from heterosearch.report.render import render_run_report
@@ -111,7 +112,7 @@ def rank_report_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/rank-TASK-SPACE-BUDGET-nSAMPLES-kSTEPS).")] = None,
     score_batches: BatchesOpt = 8,
     seed: Annotated[int, typer.Option(help="Seed for sampling the allocations and for scoring.")] = 0,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    lr: LrOpt = None, lr_scaling: LrScalingOverrideOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
     device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
@@ -135,7 +136,7 @@ def rank_report_cmd(
     check_int("--samples", samples, 4, 100_000)
     check_int("--steps", steps, 0, 10**9)
     check_common(train_epochs=train_epochs, score_batches=score_batches, seed=seed)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+    given = check_recipe(lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                          device=device, precision=precision)
     rep = rank_report(task=task, space=space, samples=samples, budget=b, steps=steps or None, seeds=seed_list, out=out,
                       model=model, data_dir=data_dir, score_batches=score_batches, seed=seed, design=design,
@@ -163,7 +164,7 @@ def frontier_cmd(
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: runs/frontier-TASK-SPACE-PROXY).")] = None,
-    lr: LrOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
+    lr: LrOpt = None, lr_scaling: LrScalingOverrideOpt = None, warmup: WarmupOpt = None, batch_size: BatchSizeOpt = None,  # the recipe (None = the run's)
     max_length: MaxLengthOpt = None, lora_dropout: LoraDropoutOpt = None,
     device: DeviceOverrideOpt = None, precision: PrecisionOverrideOpt = None,
     text_columns: TextColumnsOpt = None, label_column: LabelColumnOpt = None, problem: ProblemOpt = None,
@@ -187,7 +188,7 @@ def frontier_cmd(
         check_int("--seeds", n, 1, MAX_SEEDS)
     trials = default_trials(objective) if trials is None else trials
     check_common(trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed)
-    given = check_recipe(lr=lr, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
+    given = check_recipe(lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                          device=device, precision=precision)
     from heterosearch.tasks import task_slug
 

@@ -149,17 +149,21 @@ def check_common(
 
 def check_recipe(lr: float | None = None, warmup: float | None = None, batch_size: int | None = None,
                  max_length: int | None = None, lora_dropout: float | None = None, device: str | None = None,
-                 precision: str | None = None) -> dict[str, Any]:
+                 precision: str | None = None, lr_scaling: str | None = None) -> dict[str, Any]:
     """The training-recipe options (None = not given), checked; returns the given ones by ``RunConfig`` name.
 
     ``device`` and ``precision`` are checked where they are resolved (``RunConfig``, one line each).
     """
     check_float("--lr", lr, 0.0, 10.0)
+    from heterosearch.recipe import LR_SCALINGS
+
+    if lr_scaling is not None and lr_scaling not in LR_SCALINGS:
+        raise UserError(f"--lr-scaling must be one of {', '.join(LR_SCALINGS)}, got {lr_scaling!r}")
     check_float("--warmup", warmup, 0.0, 0.999, low_open=False)  # a fraction of the steps, below 1
     check_common(batch_size=batch_size, max_length=max_length)
     check_float("--lora-dropout", lora_dropout, 0.0, 0.999, low_open=False)  # p = 1 would drop every update
     given = {"lr": lr, "warmup": warmup, "batch_size": batch_size, "max_length": max_length, "lora_dropout": lora_dropout,
-             "device": device, "precision": precision}
+             "device": device, "precision": precision, "lr_scaling": lr_scaling}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -195,7 +199,8 @@ StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap 
 BatchesOpt = Annotated[int, typer.Option("--score-batches", help="Training minibatches the proxies see.")]
 StorageOpt = Annotated[Optional[str], typer.Option(help="Study storage: a postgresql:// URL lets `heterosearch worker` join (default: RUN/study.journal).")]
 # The training recipe (``recipe.py``); on commands that reuse a run, None = the run's own value.
-LrOpt = Annotated[Optional[float], typer.Option(help="Learning rate (default: the run's, else the recipe's 1e-3).")]
+LrOpt = Annotated[Optional[float], typer.Option(help="Base learning rate (default: the run's, else the recipe's 1e-3; see --lr-scaling).")]
+LrScalingOverrideOpt = Annotated[Optional[str], typer.Option("--lr-scaling", help="rank: LoRA's rate falls as (2 / r) ** 0.25 once the budget buys uniform LoRA on all sites a rank r > 2; none: the base rate at every budget (default: the run's, else rank).")]
 WarmupOpt = Annotated[Optional[float], typer.Option(help="Linear warm-up as a fraction of the training steps (default: the run's, else 0.06).")]
 BatchSizeOpt = Annotated[Optional[int], typer.Option(help="Training batch size (default: the run's, else 32).")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Tokens per example, longer ones truncated (default: the run's, else 128).")]

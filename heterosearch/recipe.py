@@ -19,6 +19,9 @@ winner and every baseline: a baseline's recipe is never tuned against the winner
   69.4, then 3 epochs at the two best rates: 1e-3 77.2, 2e-3 74.5; seed 0 only, so a
   difference of 1-2 points between neighbours is within noise, but 5e-4 and 4e-3 leave
   uniform LoRA on all sites at the majority class after 2 epochs);
+- the rate falls with the budget once it buys uniform LoRA on all sites a rank above 2
+  (``lr_factor``; on MiniLM above 83k): lr x (2 / r_all) ** ``RATE_EXPONENT``, the same
+  for every LoRA method at a budget; see the note below;
 - ``WARMUP``: 6 % of the steps, linear, then linear decay to 0 (held fixed in the sweep).
 - Regression heads (STS-B, a user's regression data) start with their output bias at the mean
   training label (``models/head.py``). Without it the MRPC recipe left STS-B LoRA runs
@@ -33,7 +36,35 @@ SCALE_RULE = "rslora"
 LORA_ALPHA = 2.0 * 2.0**0.5
 
 LR = 1e-3
-#: AdaLoRA trains with LR * this factor: its own recipe (the rank schedule is in evidence/adalora.py).
+
+#: The mean rank up to which ``LR`` holds: uniform LoRA on all sites at this budget has rank
+#: RATE_REF_RANK (the rate was swept with uniform LoRA on all 36 MiniLM sites at 83k = rank 2).
+#: Above it every LoRA method trains at LR * (RATE_REF_RANK / r_all) ** RATE_EXPONENT, r_all being
+#: the rank of uniform LoRA on all sites at that budget (the largest integer rank within it:
+#: floor(budget / sum of d_in + d_out over the space's sites); 12 at 0.5M on MiniLM). Why: with A and B both trained by Adam, every entry of A
+#: and B moves by about lr per step, so after t steps s B A (s = alpha / sqrt(r)) can grow like
+#: sqrt(r) (lr t)^2; at 0.5M (mean rank 12) on STS-B the peak rate 1e-3 drove the classifier
+#: input of every LoRA allocation to a constant between steps 50 and 60
+#: (``benchmarks/collapse_trace.py``, ``reports/stsb-collapse``) while 5e-4 trained. The rule
+#: depends on the mean rank, not the raw budget, so it carries over to larger models. The
+#: exponent was chosen on the validation split with the two uniform baselines at 0.5M on MRPC
+#: and STS-B (``reports/recipe-sweep/rate-0.5M``, table in reports/README.md).
+RATE_REF_RANK = 2.0
+RATE_EXPONENT = 0.25
+#: ``lr_scaling`` values: "rank" applies the rule above, "none" trains every budget at the given lr.
+LR_SCALINGS = ("rank", "none")
+
+
+def lr_factor(budget: int | None, rank_one_params: int | None, scaling: str = "rank") -> float:
+    """The factor on the base rate of every LoRA method at ``budget``: 1 until uniform LoRA on all sites
+    (``rank_one_params`` adapter parameters per unit of rank) reaches a rank above RATE_REF_RANK."""
+    if scaling == "none" or budget is None or not rank_one_params:
+        return 1.0
+    r_all = max(1, budget // rank_one_params)
+    return 1.0 if r_all <= RATE_REF_RANK else float((RATE_REF_RANK / r_all) ** RATE_EXPONENT)
+
+
+#: AdaLoRA trains with the base rate (LR, not scaled with the budget) * this factor: its own recipe (the rank schedule is in evidence/adalora.py).
 #: Its adapters start as P diag(E) Q with E = 0 and are pruned mid-training, so at the LoRA
 #: rate it stays at the majority class (67.5 % val at 41.5k, reports/mrpc-frontier before the
 #: scale change). Swept on val at 41.5k, 3 epochs, seed 0 (reports/recipe-sweep/adalora-41.5k):

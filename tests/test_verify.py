@@ -412,7 +412,7 @@ def test_cli_verify_and_errors(world: dict[str, Any], verified: dict[str, Any], 
 
 
 def test_api_verify_takes_the_commands_training_settings(world: dict[str, Any], tmp_path: Path) -> None:
-    """heterosearch.verify(..., lr=, warmup=, batch_size=, max_length=, lora_dropout=, device=, precision=) as the flags."""
+    """heterosearch.verify(..., lr=, lr_scaling=, warmup=, batch_size=, max_length=, lora_dropout=, device=, precision=) as the flags."""
     import shutil
 
     import heterosearch
@@ -421,7 +421,8 @@ def test_api_verify_takes_the_commands_training_settings(world: dict[str, Any], 
     shutil.copytree(world["run"], run, ignore=shutil.ignore_patterns("*.lock", "study.journal*", "verify_seeds.json"))
     config_before = (run / "config.json").read_bytes()
     state = heterosearch.verify(run, seeds=1, methods=["winner"], max_train_steps=1, lr=3e-3, warmup=0.0,
-                                batch_size=4, max_length=32, lora_dropout=0.1, device="cpu", precision="bf16")
+                                batch_size=4, max_length=32, lora_dropout=0.1, device="cpu", precision="bf16",
+                                lr_scaling="none")  # else the rate falls with this budget's rank (test_recipe_rate.py)
     tc = state["train_config"]
     assert (tc["lr"], tc["warmup"], tc["batch_size"], tc["max_length"], tc["lora_dropout"], tc["precision"],
             tc["max_steps"]) == (3e-3, 0.0, 4, 32, 0.1, "bf16", 1)

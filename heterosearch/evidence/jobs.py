@@ -177,8 +177,9 @@ def train_verify(run: Any, method: str, alloc: Any, planned: int, adalora: Mappi
 
         assert adalora is not None
         # AdaLoRA's own recipe: its adapters start as P diag(E) Q with E = 0 and its rank
-        # schedule prunes mid-training, so it needs a larger step than LoRA (recipe.py).
-        cfg = replace(cfg, lr=cfg.lr * recipe.ADALORA_LR_FACTOR)
+        # schedule prunes mid-training, so it needs a larger step than LoRA (recipe.py): the
+        # run's base rate times the factor, not scaled with the budget's rank like LoRA's.
+        cfg = replace(cfg, lr=run.cfg.lr * recipe.ADALORA_LR_FACTOR)
         res = train_adalora(
             factory, run.tokenizer, run.sites, adalora["target_r"], adalora["init_r"], run.space.lora.scaling,
             run.encoded["train"], evals, run.spec, cfg, label=label,

@@ -100,7 +100,7 @@ def rank_report(
     run.drop_spare_model()  # every sample trains from a fresh model
     proxies = list(scores.curves)
     signs = {p: 1.0 if PROXIES.get(p).higher_is_better else -1.0 for p in proxies}
-    train_cfg = cfg.train_config(max_steps=steps, seed=seeds[0])
+    train_cfg = run.train_config(max_steps=steps, seed=seeds[0])
     steps_used = train_cfg.steps_for(len(run.encoded["train"]))
     metric = run.spec.main_metric
     # Rank statistics read "higher is better": a loss (lm: tasks) is ranked by minus its value.

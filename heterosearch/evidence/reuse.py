@@ -29,7 +29,7 @@ from heterosearch.errors import UserError
 from heterosearch.export.schema import read_run_file
 
 #: config.json settings that decide what a training computes (search-only settings are left out)
-TRAINING_KEYS = ("task", "model", "data_dir", "train_epochs", "max_train_steps", "batch_size", "max_length", "lr", "warmup",
+TRAINING_KEYS = ("task", "model", "data_dir", "train_epochs", "max_train_steps", "batch_size", "max_length", "lr", "lr_scaling", "warmup",
                  "lora_dropout", "val_fraction", "split_seed", "device", "precision", "text_columns", "label_column", "problem")
 #: entry fields recomputed against this folder's winner, not copied
 _RECOMPUTED = ("target", "gap")
@@ -52,10 +52,15 @@ def _model_identity(record: dict[str, Any] | None) -> Any:
 
 def _mismatch(ours: Path, other: Path, train_config: dict[str, Any]) -> str | None:
     """Why ``other``'s trainings are not those ``ours`` would run, or None when they are."""
+    from dataclasses import fields
+
+    from heterosearch.pipeline.config import RunConfig
     from heterosearch.pipeline.files import CONFIG_FILE, VERIFY_SEEDS_FILE
 
     mine, theirs = read_run_file(ours / CONFIG_FILE, CONFIG_FILE), read_run_file(other / CONFIG_FILE, CONFIG_FILE)
-    differ = [k for k in TRAINING_KEYS if mine["config"].get(k) != theirs["config"].get(k)]
+    # a setting a folder predates (not in its config.json) has the value RunConfig gives it when it reopens
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    differ = [k for k in TRAINING_KEYS if mine["config"].get(k, defaults.get(k)) != theirs["config"].get(k, defaults.get(k))]
     if differ:
         return "settings differ: " + ", ".join(differ)
     if _data_identity(mine.get("data")) != _data_identity(theirs.get("data")):

@@ -55,7 +55,7 @@ def open_run(run_dir: Path, **overrides: Any) -> Any:
 
 
 def _train_config(run: Any, train_epochs: float | None, max_train_steps: int | None) -> Any:
-    return run.cfg.train_config(epochs=train_epochs, max_steps=max_train_steps)
+    return run.train_config(epochs=train_epochs, max_steps=max_train_steps)
 
 
 def parse_methods(methods: str | Sequence[str] | None) -> list[str]:

@@ -231,7 +231,7 @@ def for_run(run: Any, cfg: TrainObjectiveConfig) -> TrainObjective:
     tokenizer, spec, space, sites = run.tokenizer, run.spec, run.space, run.sites
     train, val = run.encoded["train"], validation_subset(run.encoded["val"], cfg.val_examples, cfg.seed)
     # epochs is only an upper bound here: max_steps = train_steps sets the length and the schedule
-    recipe = run.cfg.train_config(epochs=1000.0, max_steps=cfg.train_steps)
+    recipe = run.train_config(epochs=1000.0, max_steps=cfg.train_steps)
     base = run.take_model()  # every trial trains a deep copy (the run's head init, no reload from disk)
 
     def train_fn(allocation: Any, on_step: Callable[[int, Any], None]) -> None:

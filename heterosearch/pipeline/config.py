@@ -34,7 +34,8 @@ class RunConfig:
     score_batches: int = 8
     batch_size: int = recipe.BATCH_SIZE
     max_length: int = recipe.MAX_LENGTH
-    lr: float = recipe.LR
+    lr: float = recipe.LR  # the base rate: LoRA methods train at lr * recipe.lr_factor (falls at high rank)
+    lr_scaling: str = "rank"  # "rank": recipe.lr_factor; "none": every budget at lr
     warmup: float = recipe.WARMUP  # fraction of training steps with a linear warm-up, then linear decay to 0
     lora_dropout: float = 0.0  # dropout on LoRA's input x in training (PEFT's lora_dropout); 0 = none
     val_fraction: float = 0.1  # of the training file, carved off for every choice the tool makes
@@ -72,6 +73,8 @@ class RunConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and low < value <= high):
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number in ({low:g}, {high:g}], got {value}")
+        if self.lr_scaling not in recipe.LR_SCALINGS:
+            raise UserError(f"--lr-scaling must be one of {', '.join(recipe.LR_SCALINGS)}, got {self.lr_scaling!r}")
         if not (math.isfinite(self.warmup) and 0.0 <= self.warmup < 1.0):
             raise UserError(f"--warmup must be a fraction of the training steps in [0, 1), got {self.warmup}")
         if not (isinstance(self.lora_dropout, (int, float)) and math.isfinite(self.lora_dropout) and 0.0 <= self.lora_dropout < 1.0):
@@ -92,8 +95,17 @@ class RunConfig:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
 
-    def train_config(self, epochs: float | None = None, max_steps: int | None = None, seed: int | None = None) -> Any:
-        """The training recipe of this run (``TrainConfig``): the same for every method it trains."""
+    def train_lr(self, rank_one_params: int | None) -> float:
+        """The rate every LoRA method of this run trains at: the base ``lr`` times ``recipe.lr_factor``
+        (``rank_one_params``: adapter parameters of rank 1 on every site of the space)."""
+        return self.lr * recipe.lr_factor(self.budget, rank_one_params, self.lr_scaling)
+
+    def train_config(self, epochs: float | None = None, max_steps: int | None = None, seed: int | None = None,
+                     rank_one_params: int | None = None) -> Any:
+        """The training recipe of this run (``TrainConfig``): the same for every LoRA method it trains.
+
+        ``rank_one_params`` (``RunInputs.rank_one_params``) lets the rate fall with the budget's rank
+        (``recipe.lr_factor``); without it the base rate is used (no model at hand)."""
         from heterosearch.train.config import TrainConfig
 
         if epochs is not None and not (math.isfinite(epochs) and 0 < epochs <= 1000):
@@ -104,7 +116,7 @@ class RunConfig:
             epochs=self.train_epochs if epochs is None else epochs,
             max_steps=self.max_train_steps if max_steps is None else max_steps,
             batch_size=self.batch_size,
-            lr=self.lr,
+            lr=self.train_lr(rank_one_params),
             warmup=self.warmup,
             max_length=self.max_length,
             lora_dropout=self.lora_dropout,

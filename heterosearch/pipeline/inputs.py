@@ -138,6 +138,15 @@ class RunInputs:
             )
         return chosen
 
+    @property
+    def rank_one_params(self) -> int:
+        """Adapter parameters of uniform LoRA at rank 1 on every site the space adapts (sum of d_in + d_out)."""
+        return sum(s.d_in + s.d_out for s in self.sites)
+
+    def train_config(self, epochs: float | None = None, max_steps: int | None = None, seed: int | None = None) -> Any:
+        """``RunConfig.train_config`` with the rate for this budget's rank on this model (``recipe.lr_factor``)."""
+        return self.cfg.train_config(epochs=epochs, max_steps=max_steps, seed=seed, rank_one_params=self.rank_one_params)
+
     def _named_roles(self) -> list[tuple[str, tuple[str, ...]]]:
         """(field, roles) for every kind section with roles, and the baseline."""
         named = [(f"kinds.{k}.roles", tuple(sec.roles)) for k, sec in self.space.kinds.items() if hasattr(sec, "roles")]

@@ -55,7 +55,7 @@ def stage_verify(run: Run, winner: Allocation) -> dict[str, Any]:
     run.check_same_data()  # the models train on the data the run was scored and searched on
     path = run.path(VERIFY_FILE)
     done: dict[str, Any] = read_run_file(path, VERIFY_FILE) if path.is_file() else {}
-    cfg = run.cfg.train_config()
+    cfg = run.train_config()
     if done.get("train_config", cfg.to_dict()) != cfg.to_dict():
         done = {}  # `train RUN --lr ...`: another recipe, so both models train again
     done["train_config"] = cfg.to_dict()
