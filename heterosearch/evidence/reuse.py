@@ -6,12 +6,13 @@ already trained a baseline that a new folder (the train-objective frontier at th
 needs, retraining it costs minutes and yields the same numbers. ``reusable_runs`` returns the
 other folder's finished entries, but only when everything that decides a training is equal:
 
-- config.json: task, model, data_dir, the recipe (lr, warm-up, batch size, max length, dropout,
+- config.json: task, model, data_dir, the recipe (base lr, warm-up, batch size, max length, dropout,
   epochs, step cap, precision, device), the validation carve (fraction, seed) and the user-data
   options;
 - the data files (sha256 of every split, not their paths) and the model (name and package or
   files), as config.json's provenance records them;
-- verify_seeds.json's ``train_config`` (what the trainings actually used).
+- verify_seeds.json's ``train_config`` (what the trainings actually used: the rate after
+  ``recipe.lr_factor``, so ``lr_scaling`` itself need not match where it changes nothing).
 
 Each entry is then matched by key (``method/seed``), allocation and planned parameters, so a
 ``random`` draw at another target or a winner that differs is trained afresh. A reused entry
@@ -29,7 +30,7 @@ from heterosearch.errors import UserError
 from heterosearch.export.schema import read_run_file
 
 #: config.json settings that decide what a training computes (search-only settings are left out)
-TRAINING_KEYS = ("task", "model", "data_dir", "train_epochs", "max_train_steps", "batch_size", "max_length", "lr", "lr_scaling", "warmup",
+TRAINING_KEYS = ("task", "model", "data_dir", "train_epochs", "max_train_steps", "batch_size", "max_length", "lr", "warmup",
                  "lora_dropout", "val_fraction", "split_seed", "device", "precision", "text_columns", "label_column", "problem")
 #: entry fields recomputed against this folder's winner, not copied
 _RECOMPUTED = ("target", "gap")
@@ -52,15 +53,10 @@ def _model_identity(record: dict[str, Any] | None) -> Any:
 
 def _mismatch(ours: Path, other: Path, train_config: dict[str, Any]) -> str | None:
     """Why ``other``'s trainings are not those ``ours`` would run, or None when they are."""
-    from dataclasses import fields
-
-    from heterosearch.pipeline.config import RunConfig
     from heterosearch.pipeline.files import CONFIG_FILE, VERIFY_SEEDS_FILE
 
     mine, theirs = read_run_file(ours / CONFIG_FILE, CONFIG_FILE), read_run_file(other / CONFIG_FILE, CONFIG_FILE)
-    # a setting a folder predates (not in its config.json) has the value RunConfig gives it when it reopens
-    defaults = {f.name: f.default for f in fields(RunConfig)}
-    differ = [k for k in TRAINING_KEYS if mine["config"].get(k, defaults.get(k)) != theirs["config"].get(k, defaults.get(k))]
+    differ = [k for k in TRAINING_KEYS if mine["config"].get(k) != theirs["config"].get(k)]
     if differ:
         return "settings differ: " + ", ".join(differ)
     if _data_identity(mine.get("data")) != _data_identity(theirs.get("data")):

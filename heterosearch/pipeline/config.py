@@ -152,7 +152,8 @@ def resolve_device_name(spec: str) -> str:
 
 
 _DEFAULTS = {"objective": "proxy", "train_steps": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
-             "precision": "fp32", "scoring": "auto", "score_checkpointing": False}  # settings older run folders did not record
+             "precision": "fp32", "scoring": "auto", "score_checkpointing": False,
+             "lr_scaling": "none"}  # settings older run folders did not record (before 2026-12-07 every budget trained at lr)
 
 
 def versions() -> dict[str, str]:

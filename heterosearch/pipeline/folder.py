@@ -24,11 +24,19 @@ from heterosearch.pipeline.inputs import RunInputs
 
 def stored_config(run_dir: Path, **overrides: Any) -> RunConfig:
     """The settings recorded in ``run_dir/config.json``, with ``overrides`` (those not None) replacing them."""
-    stored = dict(read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"])
+    stored = {**_DEFAULTS, **read_run_file(run_dir / CONFIG_FILE, CONFIG_FILE)["config"]}  # an older folder keeps its recipe
     stored.update({k: v for k, v in overrides.items() if v is not None})
     stored["proxies"] = tuple(stored.get("proxies", ()))
     stored["out"] = str(run_dir)
     return RunConfig(**stored)
+
+
+def _same_rate(cfg: RunConfig, other_scaling: str) -> bool:
+    """Whether ``cfg`` trains at the same rate under ``other_scaling`` (``recipe.lr_factor`` on this model's sites)."""
+    from heterosearch import recipe
+
+    unit = RunInputs(cfg=cfg).rank_one_params  # site shapes from the model's config, no weights
+    return recipe.lr_factor(cfg.budget, unit, other_scaling) == recipe.lr_factor(cfg.budget, unit, cfg.lr_scaling)
 
 
 @dataclass
@@ -56,6 +64,8 @@ class Run(RunInputs):
                 raise UserError(f"output folder {out} holds an earlier run; pass --resume to continue it or --overwrite to replace it")
             old = read_run_file(out / CONFIG_FILE, CONFIG_FILE)["config"]
             diff = [k for k, v in cfg.to_dict().items() if k not in ("trials", "out") and old.get(k, _DEFAULTS.get(k)) != v]
+            if "lr_scaling" in diff and _same_rate(cfg, old.get("lr_scaling", _DEFAULTS["lr_scaling"])):
+                diff.remove("lr_scaling")  # e.g. a folder from before the rule, at a budget where it changes nothing
             if diff:
                 raise UserError(f"cannot resume {out}: it was made with other settings ({', '.join(diff)}); use --overwrite or another --out")
             resumed_data = read_run_file(out / CONFIG_FILE, CONFIG_FILE).get("data")
