@@ -108,3 +108,30 @@ def test_the_flag_help_states_the_exponent_in_use() -> None:
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0
     assert f"(2 / r) ** {recipe.RATE_EXPONENT:g}" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("rank", "resumable"), [(2, True), (8, False)])
+def test_a_folder_from_before_the_rule_keeps_its_recipe(tiny_dirs: tuple[Path, Path], tmp_path: Path,
+                                                        rank: int, resumable: bool) -> None:
+    """config.json without lr_scaling (written before the rule) reopens as "none"; resuming it under the
+    rule is allowed only where the rule changes nothing (rank <= 2), else one line names the setting."""
+    import json
+
+    from heterosearch.pipeline import RunConfig
+    from heterosearch.pipeline.folder import Run, stored_config
+
+    model, glue = tiny_dirs
+    out = tmp_path / "old"
+    cfg = RunConfig(budget=rank * RANK_ONE, model=str(model), data_dir=str(glue), out=str(out), lr=2e-3)
+    Run.open(cfg).save_config()
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["config"].pop("lr_scaling") == "rank"
+    (out / "config.json").write_text(json.dumps(doc))
+    reopened = stored_config(out)
+    assert reopened.lr_scaling == "none" and reopened.lr == 2e-3
+    new = RunConfig(budget=rank * RANK_ONE, model=str(model), data_dir=str(glue), out=str(out), lr=2e-3)
+    if resumable:
+        assert Run.open(new, resume=True).train_config().lr == pytest.approx(2e-3)
+    else:
+        with pytest.raises(UserError, match=r"made with other settings \(lr_scaling\)"):
+            Run.open(new, resume=True)
