@@ -49,6 +49,8 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
                 "params": {"min": counts[0], "max": counts[-1], "mean": sum(counts) / len(counts)},
                 "trivial_test": sum(bool((e.get("trivial") or {}).get("test")) for e in entries),
                 "n": len(entries),
+                # the peak rate each training used (AdaLoRA records its own; LoRA's falls with the budget's rank)
+                "lr": sorted({float(e.get("lr", (v.get("train_config") or {}).get("lr", 0.0))) for e in entries}),
             }
             for split in ("val", "test"):
                 block = (summary.get(split) or {}).get(metric, {}).get("methods", {}).get(m)

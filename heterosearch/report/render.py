@@ -182,6 +182,17 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
             out.append(f"| {int(b):,} | {seeds.get(b, '-')} | **{m}**: {p['name']} | {pcell} | {ms('val')} | {ms('test')} | "
                        f"{p.get('trivial_test', 0)}/{p.get('n', 0)} | {diff} | {ci_cell} | {need_cell} | {pcell2} |")
     out.append("")
+    rates = []
+    for b in sorted(f.get("points", {}), key=int):
+        by_rate: dict[str, list[str]] = {}
+        for m, p in f["points"][b].items():
+            if p.get("lr"):
+                by_rate.setdefault(", ".join(f"{x:.3g}" for x in p["lr"]), []).append(m)
+        if by_rate:
+            rates.append(f"{int(b):,}: " + "; ".join(f"{r} ({', '.join(ms)})" for r, ms in by_rate.items()))
+    if rates:
+        out += ["Peak learning rate per budget (recipe.py: LoRA's falls once uniform LoRA on all sites has rank > 2; "
+                "AdaLoRA has its own): " + " | ".join(rates) + ".", ""]
     if plot:
         out += [f"![{metric} against adapter parameters]({plot})", ""]
     return out

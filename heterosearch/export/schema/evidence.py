@@ -157,7 +157,8 @@ FRONTIER = FileSchema(
             "status": Str(),
             "points": MapOf(
                 MapOf(Obj({"name": AnyValue(), "params": Obj({"min": COUNT, "max": COUNT, "mean": Num(lo=0)})},
-                          {"trivial_test": COUNT, "n": COUNT, "val": _SPLIT_STAT, "test": _SPLIT_STAT},
+                          {"trivial_test": COUNT, "n": COUNT, "val": _SPLIT_STAT, "test": _SPLIT_STAT,
+                           "lr": ListOf(Num(lo=0))},
                           what="a method's point"), key_what="a method"),
                 key=_BUDGET, key_what="a budget",
             ),
