@@ -42,7 +42,9 @@ def print_run_summary(results: dict[str, Any]) -> None:
         sp = results.get("splits", {})
         steps = v["winner"].get("steps")
         val_from = "from the validation file" if sp.get("val_file") else "carved from train"
-        table = Table(title=f"{results['task']}, seed {results['seed']}, {steps} training steps: val = {sp.get('val_examples', '?')} "
+        lr = (v.get("train_config") or {}).get("lr")
+        at = f" at peak lr {lr:.3g}" if isinstance(lr, (int, float)) else ""  # falls with the budget's rank (recipe.py)
+        table = Table(title=f"{results['task']}, seed {results['seed']}, {steps} training steps{at}: val = {sp.get('val_examples', '?')} "
                             f"examples {val_from} (selection), test = {sp.get('test_from', 'GLUE dev')}, "
                             f"{sp.get('test_examples', '?')} examples (report)")
         table.add_column("method")
