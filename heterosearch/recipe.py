@@ -74,6 +74,12 @@ def lr_factor(budget: int | None, rank_one_params: int | None, scaling: str = "r
 #: scale change). Swept on val at 41.5k, 3 epochs, seed 0 (reports/recipe-sweep/adalora-41.5k):
 #: lr 3e-3 68.9 %, lr 1e-2 73.8 %. Chosen: 10x (1e-2).
 ADALORA_LR_FACTOR = 10.0
+
+
+def adalora_lr(base_lr: float) -> float:
+    """AdaLoRA's rate from a run's base rate (not scaled with the budget's rank, unlike LoRA's)."""
+    return base_lr * ADALORA_LR_FACTOR
+
 EPOCHS = 3.0
 WARMUP = 0.06
 BATCH_SIZE = 32

@@ -309,6 +309,34 @@ def test_verify_reuses_another_folders_trainings_only_when_they_match(world: dic
     assert state["summary"] == verified["summary"]
 
 
+def test_reuse_across_a_change_of_loras_rate_takes_only_adalora(world: dict[str, Any], verified: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder whose LoRA methods train at another rate (lr_scaling none at a budget where the rule
+    lowers it) gives only its AdaLoRA trainings, whose rate (recipe.adalora_lr) did not change."""
+    from heterosearch.evidence import verify_run
+    from heterosearch.pipeline import RunConfig, run_all
+
+    assert any(e["method"] == "adalora" for e in verified["runs"].values())  # else this checks nothing
+    other = world["root"] / "run-reuse-rate"
+    run_all(RunConfig(budget=BUDGET, task="mrpc", model=str(world["model"]), data_dir=str(world["glue"]), out=str(other),
+                      trials=8, max_train_steps=2, score_batches=2, batch_size=8), verify=False)
+    counter = Counter(monkeypatch)
+    before = open_run_train_config(world["run"])
+    state = verify_run(other, seeds=1, methods="winner,uniform_all,adalora", reuse_from=[world["run"]],
+                       recipe={"lr_scaling": "none"})
+    assert state["train_config"]["lr"] != before["lr"]  # the rule lowers LoRA's rate at this budget
+    assert sorted(counter.calls) == ["uniform_all s0", "winner s0"]  # LoRA retrained at the other rate, AdaLoRA not
+    ada = state["runs"]["adalora/0"]
+    assert ada["source"] == str(Path(world["run"]) / "verify_seeds.json")
+    assert ada["splits"] == verified["runs"]["adalora/0"]["splits"] and ada["lr"] == verified["runs"]["adalora/0"]["lr"]
+
+
+def open_run_train_config(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((Path(run_dir) / "verify_seeds.json").read_text())["train_config"]
+
+
 # ------------------------------------------------------------------ rank report
 
 

@@ -179,7 +179,7 @@ def train_verify(run: Any, method: str, alloc: Any, planned: int, adalora: Mappi
         # AdaLoRA's own recipe: its adapters start as P diag(E) Q with E = 0 and its rank
         # schedule prunes mid-training, so it needs a larger step than LoRA (recipe.py): the
         # run's base rate times the factor, not scaled with the budget's rank like LoRA's.
-        cfg = replace(cfg, lr=run.cfg.lr * recipe.ADALORA_LR_FACTOR)
+        cfg = replace(cfg, lr=recipe.adalora_lr(run.cfg.lr))
         res = train_adalora(
             factory, run.tokenizer, run.sites, adalora["target_r"], adalora["init_r"], run.space.lora.scaling,
             run.encoded["train"], evals, run.spec, cfg, label=label,

@@ -11,8 +11,10 @@ other folder's finished entries, but only when everything that decides a trainin
   options;
 - the data files (sha256 of every split, not their paths) and the model (name and package or
   files), as config.json's provenance records them;
-- verify_seeds.json's ``train_config`` (what the trainings actually used: the rate after
-  ``recipe.lr_factor``, so ``lr_scaling`` itself need not match where it changes nothing).
+- verify_seeds.json's ``train_config`` (what the trainings actually used), but for the rate,
+  which is matched per entry: a LoRA method's is the folder's (after ``recipe.lr_factor``, so
+  ``lr_scaling`` itself need not match where it changes nothing), AdaLoRA's is its own
+  (``recipe.adalora_lr``, recorded per entry), so AdaLoRA trainings survive a change of LoRA's rate.
 
 Each entry is then matched by key (``method/seed``), allocation and planned parameters, so a
 ``random`` draw at another target or a winner that differs is trained afresh. A reused entry
@@ -22,6 +24,7 @@ against this folder's winner.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,13 +67,30 @@ def _mismatch(ours: Path, other: Path, train_config: dict[str, Any]) -> str | No
     if _model_identity(mine.get("model")) != _model_identity(theirs.get("model")):
         return "its base model differs"
     state = read_run_file(other / VERIFY_SEEDS_FILE, VERIFY_SEEDS_FILE)
-    if state.get("train_config") != train_config:
+    if _without_lr(state.get("train_config")) != _without_lr(train_config):
         return "its trainings used another training config"
     return None
 
 
-def reusable_runs(ours: Path, others: Sequence[Path | str], train_config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _without_lr(train_config: Any) -> Any:
+    return {k: v for k, v in train_config.items() if k != "lr"} if isinstance(train_config, dict) else train_config
+
+
+def _same_rate(entry: dict[str, Any], theirs: dict[str, Any], ours: dict[str, Any], adalora_lr: float | None) -> bool:
+    """Whether ``entry`` trained at the rate this folder would use: AdaLoRA records its own rate
+    (``recipe.adalora_lr``, not scaled with the budget's rank), every LoRA method the folder's."""
+    if entry.get("method") == "adalora":
+        return adalora_lr is not None and entry.get("lr") is not None and math.isclose(entry["lr"], adalora_lr, rel_tol=1e-12)
+    return theirs.get("lr") == ours.get("lr")
+
+
+def reusable_runs(ours: Path, others: Sequence[Path | str], train_config: dict[str, Any],
+                  adalora_lr: float | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Finished entries (``method/seed`` -> entry with ``source``) of ``others`` that ``ours`` may take.
+
+    ``train_config`` is what this folder's LoRA methods train with; ``adalora_lr`` AdaLoRA's rate
+    (None: no AdaLoRA entry is taken). A folder whose LoRA rate differs (another ``recipe.lr_factor``)
+    can still give its AdaLoRA trainings, which do not depend on it.
 
     Returns (entries, refused): ``refused`` maps a folder to why none of its runs can be reused.
     The first folder that has a key wins.
@@ -91,8 +111,10 @@ def reusable_runs(ours: Path, others: Sequence[Path | str], train_config: dict[s
         if why:
             refused[str(other)] = why
             continue
-        for key, entry in read_run_file(other / VERIFY_SEEDS_FILE, VERIFY_SEEDS_FILE).get("runs", {}).items():
-            if key not in entries and isinstance(entry, dict) and "splits" in entry:
+        state = read_run_file(other / VERIFY_SEEDS_FILE, VERIFY_SEEDS_FILE)
+        for key, entry in state.get("runs", {}).items():
+            if key not in entries and isinstance(entry, dict) and "splits" in entry \
+                    and _same_rate(entry, state.get("train_config") or {}, train_config, adalora_lr):
                 kept = {k: v for k, v in entry.items() if k not in _RECOMPUTED}
                 kept["source"] = f"{other / VERIFY_SEEDS_FILE}"
                 entries[key] = kept

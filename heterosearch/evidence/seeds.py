@@ -225,9 +225,10 @@ def _verify_run(
     fresh: dict[str, tuple[dict[str, Any], float]] = {}  # key -> (entry, seconds), in arrival order
     reusable: dict[str, dict[str, Any]] = {}
     if reuse_from and todo:
+        from heterosearch import recipe
         from heterosearch.evidence.reuse import reusable_runs
 
-        reusable, refused = reusable_runs(run.out, reuse_from, cfg.without_seed())
+        reusable, refused = reusable_runs(run.out, reuse_from, cfg.without_seed(), adalora_lr=recipe.adalora_lr(run.cfg.lr))
         for folder, why in refused.items():
             say(f"[yellow]verify: not reusing {folder}: {why}[/yellow]")
 
