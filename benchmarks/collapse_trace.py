@@ -41,7 +41,7 @@ def main() -> None:
     run = Run(cfg=stored_config(args.run), out=args.run)
     entry = json.loads((args.run / "verify_seeds.json").read_text())["runs"][f"{args.method}/{args.seed}"]
     alloc = Allocation.from_dict(entry["allocation"])
-    cfg = replace(run.cfg.train_config(), seed=args.seed, **({"lr": args.lr} if args.lr else {}))
+    cfg = replace(run.train_config(), seed=args.seed, **({"lr": args.lr} if args.lr else {}))
     torch.manual_seed(args.seed)
     model = run.new_model(args.seed)
     apply_allocation(model, run.sites, alloc, run.space.lora.scaling, seed=args.seed)

@@ -50,7 +50,8 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
                 "trivial_test": sum(bool((e.get("trivial") or {}).get("test")) for e in entries),
                 "n": len(entries),
                 # the peak rate each training used (AdaLoRA records its own; LoRA's falls with the budget's rank)
-                "lr": sorted({float(e.get("lr", (v.get("train_config") or {}).get("lr", 0.0))) for e in entries}),
+                "lr": sorted({float(r) for r in (e.get("lr", (v.get("train_config") or {}).get("lr")) for e in entries)
+                              if isinstance(r, (int, float))}),  # an unrecorded rate is left out, not shown as 0
             }
             for split in ("val", "test"):
                 block = (summary.get(split) or {}).get(metric, {}).get("methods", {}).get(m)

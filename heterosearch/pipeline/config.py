@@ -95,17 +95,18 @@ class RunConfig:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir!r} is not a folder (expected the GLUE TSV layout: DIR/MRPC/train.tsv)")
 
-    def train_lr(self, rank_one_params: int | None) -> float:
+    def train_lr(self, rank_one_params: int) -> float:
         """The rate every LoRA method of this run trains at: the base ``lr`` times ``recipe.lr_factor``
         (``rank_one_params``: adapter parameters of rank 1 on every site of the space)."""
         return self.lr * recipe.lr_factor(self.budget, rank_one_params, self.lr_scaling)
 
-    def train_config(self, epochs: float | None = None, max_steps: int | None = None, seed: int | None = None,
-                     rank_one_params: int | None = None) -> Any:
+    def train_config(self, *, rank_one_params: int, epochs: float | None = None, max_steps: int | None = None,
+                     seed: int | None = None) -> Any:
         """The training recipe of this run (``TrainConfig``): the same for every LoRA method it trains.
 
-        ``rank_one_params`` (``RunInputs.rank_one_params``) lets the rate fall with the budget's rank
-        (``recipe.lr_factor``); without it the base rate is used (no model at hand)."""
+        ``rank_one_params`` (the model's: call ``RunInputs.train_config``) sets the rate for the
+        budget's rank (``recipe.lr_factor``); it is required so that no caller trains at the base
+        rate by leaving it out."""
         from heterosearch.train.config import TrainConfig
 
         if epochs is not None and not (math.isfinite(epochs) and 0 < epochs <= 1000):
