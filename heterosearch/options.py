@@ -207,4 +207,4 @@ MaxLengthOpt = Annotated[Optional[int], typer.Option(help="Tokens per example, l
 LoraDropoutOpt = Annotated[Optional[float], typer.Option(help="Dropout on LoRA's input, as PEFT's lora_dropout (default: the run's, else 0).")]
 DeviceOverrideOpt = Annotated[Optional[str], typer.Option(help="Where models train and evaluate: auto, cpu, cuda, cuda:N, mps (default: the run's).")]
 PrecisionOverrideOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 (autocast) or fp16 (CUDA) (default: the run's).")]
-TrainStepsOpt = Annotated[Optional[int], typer.Option(help="--objective train: recipe steps per completed trial, pruned at rungs by successive halving (default 18).")]
+TrainStepsOpt = Annotated[Optional[int], typer.Option(help="--objective train: recipe steps per completed trial (default 18), with one successive-halving rung at a third of them.")]

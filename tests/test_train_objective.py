@@ -121,6 +121,16 @@ def test_train_objective_settings_are_checked() -> None:
             TrainObjectiveConfig(**bad)
 
 
+def test_train_steps_give_one_rung_at_a_third() -> None:
+    # --train-steps N: one pruning rung at ceil(N / 3) (the default 18 keeps its rung at 6)
+    from heterosearch.optimize.train_objective import config_for_steps
+
+    assert config_for_steps(None, 0).rungs() == [6] and config_for_steps(18, 0).rungs() == [6]
+    assert config_for_steps(120, 0).rungs() == [40]
+    assert config_for_steps(100, 3).rungs() == [34] and config_for_steps(100, 3).seed == 3
+    assert config_for_steps(2, 0).rungs() == [1]
+
+
 def test_bad_train_steps_is_a_user_error() -> None:
     from heterosearch.pipeline import RunConfig
 

@@ -209,13 +209,18 @@ def spec_for_run(run_cfg: Any, cfg: TrainObjectiveConfig) -> dict[str, Any]:
 
 
 def config_for_steps(steps: int | None, seed: int) -> TrainObjectiveConfig:
-    """The fidelity for ``steps`` steps per COMPLETE trial (None = the default): the default first rung
-    if a rung above it still fits, else one rung at a third of the steps."""
+    """The fidelity for ``steps`` steps per COMPLETE trial (None = the default): one rung, at
+    ``ceil(steps / reduction_factor)`` (6 of the default 18).
+
+    Why one rung and not the default's 6 steps followed by x3 rungs: each extra rung triples the
+    trials started per completed one, and a rung at 6 steps measures little: on STS-B at 41.5k
+    every trial's validation loss (MSE) was 2.185-2.195 at step 6 and 2.196-2.215 at step 18, the
+    mean predictor's level (label variance 2.14 on train), so at that fidelity the objective ranks
+    how little an allocation disturbs the start, not how it learns (``reports/README.md``)."""
     if steps is None:
         return TrainObjectiveConfig(seed=seed)
-    default = TrainObjectiveConfig()
-    rung = default.rung_steps if default.rung_steps * default.reduction_factor <= steps else max(1, steps // 3)
-    return TrainObjectiveConfig(train_steps=steps, rung_steps=rung, seed=seed)
+    factor = TrainObjectiveConfig().reduction_factor
+    return TrainObjectiveConfig(train_steps=steps, rung_steps=-(-steps // factor), seed=seed)  # ceil: one rung
 
 
 def run_config(run_cfg: Any) -> TrainObjectiveConfig:
