@@ -150,6 +150,10 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
     assert doc["paired"]["2688"]["uniform_all"]["ci95"] is not None  # 2 seeds: an interval
     assert doc["paired"]["5376"]["uniform_all"]["ci95"] is None  # 1 seed: none
     assert doc["splits"]["roles"]["test"].startswith("report only")
+    for b in ("2688", "5376"):  # what each budget's search did: the additive proxy's winner is the knapsack's or Optuna's
+        s = doc["search"][b]
+        assert s["objective"] == "proxy" and s["winner_source"] in ("exact", "optuna") and s["trials"] >= 6
+        assert "knapsack" not in s and "margin" not in s
     on_disk = json.loads((out / "frontier.json").read_text())
     assert on_disk["points"] == doc["points"]
 
@@ -161,11 +165,32 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
 
     text = render_run_report(out).read_text()
     assert "Accuracy against budget" in text and "plots/frontier.png" in text and (out / "plots/frontier.png").is_file()
+    assert "Search per budget" in text and "2,688: proxy, winner from " in text
 
     with pytest.raises(UserError, match="other settings"):
         frontier(**{**kwargs, "proxy": "grad_norm"})
     with pytest.raises(UserError, match="one per budget"):
         frontier(**{**kwargs, "seeds": [1, 2, 3]})
+
+
+def test_frontier_with_a_trained_objective_reports_its_margin_over_the_knapsack(tmp_path: Path) -> None:
+    import torch
+
+    from heterosearch.evidence.frontier import frontier
+    from heterosearch.report.render import render_run_report
+
+    torch.set_num_threads(1)
+    model_dir, glue = _tiny_world(tmp_path)
+    out = tmp_path / "front-train"
+    doc = frontier(task="mrpc", budgets=[2688], seeds=[1], out=out, methods="winner,uniform_all", model=str(model_dir),
+                   data_dir=str(glue), objective="train", train_steps=3, trials=2, max_train_steps=2)
+    s = doc["search"]["2688"]
+    assert s["objective"] == "train" and s["train_steps"] == 3 and s["winner_source"] != "exact"
+    search = json.loads((out / "b2688" / "search.json").read_text())
+    assert s["best"] == search["best_objective"] and s["knapsack"] == search["exact_objective"]
+    assert s["margin"] == pytest.approx(s["best"] - s["knapsack"]) and s["best"] >= s["knapsack"]  # warm:exact is a trial
+    text = render_run_report(out).read_text()
+    assert "2,688: train (3 steps per trial), winner from " in text and "against the knapsack pick's" in text
 
 
 def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:

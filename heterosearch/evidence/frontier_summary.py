@@ -13,7 +13,7 @@ from typing import Any
 
 from heterosearch.evidence.statistics import summarize
 from heterosearch.export.schema import read_run_file
-from heterosearch.pipeline.files import VERIFY_SEEDS_FILE
+from heterosearch.pipeline.files import SEARCH_FILE, VERIFY_SEEDS_FILE
 
 FRONTIER_FILE = "frontier.json"
 
@@ -26,9 +26,13 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
     """Points and paired differences per budget, from each budget folder's verify_seeds.json."""
     points: dict[str, Any] = {}
     paired: dict[str, Any] = {}
+    searches: dict[str, Any] = {}
     metric = None
     splits = None
     for b in budgets:
+        found = search_point(budget_folder(out, b))
+        if found:
+            searches[str(b)] = found
         vpath = budget_folder(out, b) / VERIFY_SEEDS_FILE
         if not vpath.is_file():
             continue
@@ -64,4 +68,21 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
                                        "ties", "t_test_p", "wilcoxon_p")}
             for m, p in test.items()
         }
-    return {"metric": metric, "splits": splits, "points": points, "paired": paired}
+    return {"metric": metric, "splits": splits, "points": points, "paired": paired, "search": searches}
+
+
+def search_point(folder: Path) -> dict[str, Any] | None:
+    """What a budget's search did (from its search.json): objective, where the winner came from, and for a
+    non-additive objective its value against the knapsack pick's on the validation split (None: no search yet)."""
+    path = folder / SEARCH_FILE
+    if not path.is_file():
+        return None
+    s = read_run_file(path, SEARCH_FILE)
+    name = s.get("objective_name", "proxy")
+    out: dict[str, Any] = {"objective": name, "winner_source": s.get("winner_source"), "trials": s.get("trials"),
+                           "seconds": s.get("seconds")}
+    section = s.get(name) if name != "proxy" else None
+    if isinstance(section, dict):  # lookahead / train: the knapsack pick is the trial warm:exact
+        out.update(best=s.get("best_objective"), knapsack=s.get("exact_objective"), margin=section.get("margin_over_exact"),
+                   pruned=section.get("pruned_trials"), train_steps=section.get("train_steps"))
+    return out

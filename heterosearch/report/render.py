@@ -193,9 +193,27 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
     if rates:
         out += ["Peak learning rate per budget (recipe.py: LoRA's falls once uniform LoRA on all sites has rank > 2; "
                 "AdaLoRA has its own): " + " | ".join(rates) + ".", ""]
+    searches = [_search_line(b, s) for b, s in sorted(f.get("search", {}).items(), key=lambda kv: int(kv[0]))]
+    if searches:
+        out += ["Search per budget (the winner's source; a non-additive objective's value for its winner and for "
+                "the knapsack's pick, on the validation split): " + " | ".join(searches) + ".", ""]
     if plot:
         out += [f"![{metric} against adapter parameters]({plot})", ""]
     return out
+
+
+def _search_line(budget: str, s: Mapping[str, Any]) -> str:
+    line = f"{int(budget):,}: {s['objective']}"
+    if s.get("train_steps"):
+        line += f" ({s['train_steps']} steps per trial)"
+    line += f", winner from {s.get('winner_source') or '-'}"
+    if s.get("trials") is not None:
+        line += f", {s['trials']} trials" + (f" ({s['pruned']} pruned)" if s.get("pruned") is not None else "")
+    if s.get("best") is not None and s.get("knapsack") is not None:
+        line += f", {s['best']:.4f} against the knapsack pick's {s['knapsack']:.4f} ({s['best'] - s['knapsack']:+.4f})"
+    if s.get("seconds") is not None:
+        line += f", {s['seconds'] / 60:.0f} min"
+    return line
 
 
 def rank_section(r: Mapping[str, Any], plot: str | None, loss_plot: str | None = None) -> list[str]:

@@ -169,6 +169,13 @@ FRONTIER = FileSchema(
                                     "t_test_p": Opt(Num()), "wilcoxon_p": Opt(Num())}, what="a paired comparison")),
                 key=_BUDGET, key_what="a budget",
             ),
+            "search": MapOf(
+                Obj({"objective": Str()},
+                    {"winner_source": Opt(Str()), "trials": Opt(COUNT), "seconds": Opt(Num(lo=0)), "best": Opt(Num()),
+                     "knapsack": Opt(Num()), "margin": Opt(Num()), "pruned": Opt(COUNT), "train_steps": Opt(COUNT)},
+                    what="a budget's search"),
+                key=_BUDGET, key_what="a budget",
+            ),
         },
     ),
     writer="heterosearch frontier",
