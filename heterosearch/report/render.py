@@ -212,7 +212,7 @@ def _search_line(budget: str, s: Mapping[str, Any]) -> str:
     if s.get("best") is not None and s.get("knapsack") is not None:
         line += f", {s['best']:.4f} against the knapsack pick's {s['knapsack']:.4f} ({s['best'] - s['knapsack']:+.4f})"
     if s.get("seconds") is not None:
-        line += f", {s['seconds'] / 60:.0f} min"
+        line += f", {s['seconds'] / 60:.0f} min" if s["seconds"] >= 60 else f", {s['seconds']:.0f} s"
     return line
 
 
