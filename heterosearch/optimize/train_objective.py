@@ -25,8 +25,10 @@ step 6, 0.661 at step 18); in the steady state about three trials start per COMP
 (``--trials`` counts COMPLETE trials), so allow up to a minute per trial of ``--trials``:
 ``--trials 8`` adds under 10 minutes to a default-sized run. Why this fidelity: it keeps such a
 run near the default run's own length, and after the first step every adapter is off its B = 0
-start (``optimize/lookahead.py``), so allocations differ; how well 18 steps rank allocations for
-the 3-epoch training is not measured yet. A longer ``train_steps`` costs proportionally more.
+start (``optimize/lookahead.py``), so allocations differ. Measured since: on STS-B 18 steps leave
+every allocation at the mean predictor's loss, so they cannot rank (``config_for_steps``); 120 steps
+separate allocations, but their order did not carry to the 3-epoch training
+(``reports/stsb-frontier-train/``). A longer ``train_steps`` costs proportionally more.
 
 Value (maximised, like every heterosearch study): minus the mean validation loss per example
 (``metric="loss"``: smooth even when a short training leaves every model at the majority
