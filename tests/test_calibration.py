@@ -13,7 +13,7 @@ import torch
 
 from heterosearch.errors import UserError
 from heterosearch.models import discover_sites
-from heterosearch.optimize.build import build_problem
+from heterosearch.optimize.build import build_problem, option_groups
 from heterosearch.proxies.calibration import calibrate, factors_for
 from heterosearch.proxies.kinds import score_space
 from heterosearch.space.calibration import CalibrationSpec
@@ -103,11 +103,36 @@ def test_factors_for_reads_the_matching_proxy_only(scored):
     assert factors_for(s, "grad_norm") is None and factors_for(scores, "spectral") is None
 
 
+def test_with_head_signal_subtracts_the_head_alone(scored):
+    """``signal: with_head``: every option trains with the head, and the head alone's decrease is taken off."""
+    from heterosearch.proxies.calibration import measure
+
+    model, sites, train, val, _, scores = scored
+    sp = space({"steps": 2, "per_kind": 1, "val_batches": 2, "signal": "with_head"})
+    before = copy.deepcopy(model.state_dict())
+    record = calibrate(model, sites, sp, scores, "spectral", train, val, sp.calibration, seed=0)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    head_alone = measure(model, sites, {}, sp.lora.scaling, train, val, 2, 1e-3, 0, train_head=True)
+    assert record["head_alone_decrease"] == pytest.approx(head_alone) and head_alone != 0  # the head trained
+    lora = next(p for p in record["points"] if p["kind"] == "lora")
+    option = next(o for og in option_groups(sp, sites)
+                  if og.key == lora["group"] for o in og.options if str(o.label) == lora["option"])
+    with_head = measure(model, sites, {"lora": option.elements}, sp.lora.scaling, train, val, 2, 1e-3, 0, train_head=True)
+    assert lora["signal"] == pytest.approx(with_head - head_alone)
+    frozen = calibrate(model, sites, space({"steps": 2, "per_kind": 1, "val_batches": 2}), scores, "spectral", train, val,
+                       CalibrationSpec(steps=2, per_kind=1, val_batches=2), seed=0)
+    assert "head_alone_decrease" not in frozen and frozen["signal"] != record["signal"]
+
+
 def test_space_section_round_trips_and_refuses_bad_values():
     sp = space({"steps": 3})
     assert sp.calibration == CalibrationSpec(steps=3)
     assert SearchSpace.from_dict({k: v for k, v in sp.to_dict().items() if k != "source"}).calibration == sp.calibration
     assert "calibration" not in space().to_dict()  # spaces without it record what they did before
-    for bad in ({"steps": 0}, {"per_kind": "2"}, {"lr": 5}, {"epochs": 1}):
+    assert "signal" not in sp.to_dict()["calibration"]  # the default stays implicit: old records compare equal
+    wh = space({"steps": 3, "signal": "with_head"})
+    assert wh.calibration.signal == "with_head"
+    assert SearchSpace.from_dict({k: v for k, v in wh.to_dict().items() if k != "source"}).calibration == wh.calibration
+    for bad in ({"steps": 0}, {"per_kind": "2"}, {"lr": 5}, {"epochs": 1}, {"signal": "trained"}):
         with pytest.raises(UserError, match="calibration"):
             space(bad)

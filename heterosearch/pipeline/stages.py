@@ -63,9 +63,14 @@ def stage_score(run: Run) -> Any:
     model = run.take_model()  # the one loaded with the tokenizer, if unused
     scores = score_space(model, run.sites, batches, run.space, run.cfg.proxies, run.cfg.seed, run.cfg.scoring_options())
     if run.space.calibration is not None:  # the space asks for it: proxies/calibration.py
-        val = first_batches(run.tokenizer, run.encoded["val"], run.cfg.batch_size, run.space.calibration.val_batches)
-        scores.meta["calibration"] = calibrate(model, run.sites, run.space, scores, run.cfg.proxy, batches, val,
-                                               run.space.calibration, run.cfg.seed)
+        cal = run.space.calibration
+        val = first_batches(run.tokenizer, run.encoded["val"], run.cfg.batch_size, cal.val_batches)
+        # with_head trains on `steps` distinct batches (epoch 0's order, the scoring batches first);
+        # frozen_head cycles the scoring batches, as it always has.
+        train = (first_batches(run.tokenizer, enc, run.cfg.batch_size, cal.steps, run.cfg.seed)
+                 if cal.signal == "with_head" else batches)
+        scores.meta["calibration"] = calibrate(model, run.sites, run.space, scores, run.cfg.proxy, train, val,
+                                               cal, run.cfg.seed)
     scores.save(path)
     _dropped(run, "score", remove_stale(run.out, "score"))  # new scores: the search and all after it are stale
     run.timings["score"] = time.perf_counter() - t0

@@ -20,6 +20,12 @@ signal / raw value, and values are rescaled by factor_kind / factor_lora, so per
 values (and a LoRA-only search) are unchanged and other kinds are put in LoRA's units.
 ``optimize/build.py`` applies the factors before its normalisation by the best single option.
 
+With the space's ``signal: with_head`` (``space/calibration.py``) each option trains together
+with the head on ``steps`` distinct training batches instead, and the same training of the head
+alone is subtracted: the frozen signal fails when the head is fresh, because adapters alone
+cannot lower a loss that a random head dominates (STS-B: every option's validation loss rose,
+reports/stsb-full-cal-83k).
+
 The factors are recorded with every measured point (``scores.json`` meta, ``search.json``).
 A kind whose signal is not positive for any option gets no factor (its values stay raw)
 and the record says so: the training signal cannot rank it.
@@ -37,6 +43,8 @@ from heterosearch.space.calibration import CalibrationSpec
 
 SIGNAL = ("validation-loss decrease after a few AdamW steps of one option alone "
           "(adapters only, head frozen, eval mode), on the scoring batches")
+SIGNAL_WITH_HEAD = ("validation-loss decrease after a few AdamW steps of one option and the head on distinct "
+                    "training batches (eval mode), minus the same training of the head alone")
 
 
 def pick_options(space: Any, sites: Sequence[Any], scores: Any, proxy: str, per_kind: int) -> dict[str, list[Any]]:
@@ -65,15 +73,17 @@ def _mean_loss(model: Any, batches: Sequence[Mapping[str, Any]]) -> float:
 
 def measure(model: Any, sites: Sequence[Any], elements: Mapping[str, Sequence[Any]], scale: Any,
             train: Sequence[Mapping[str, Any]], val: Sequence[Mapping[str, Any]], steps: int, lr: float,
-            seed: int) -> float:
-    """Validation-loss decrease of ``elements`` trained alone for ``steps`` AdamW steps on a copy of ``model``."""
+            seed: int, train_head: bool = False) -> float:
+    """Validation-loss decrease of ``elements`` trained ``steps`` AdamW steps on a copy of ``model``
+    (with the head when ``train_head``; ``elements`` empty and ``train_head``: the head alone)."""
     import torch
 
     from heterosearch.adapters import apply_allocation
     from heterosearch.space.allocation import Allocation
 
     twin = copy.deepcopy(model)
-    apply_allocation(twin, sites, Allocation.from_elements(dict(elements)), scale, seed=seed, train_head=False)
+    torch.manual_seed(seed)
+    apply_allocation(twin, sites, Allocation.from_elements(dict(elements)), scale, seed=seed, train_head=train_head)
     twin.eval()  # no dropout: the signal is a function of (option, batches, seed)
     before = _mean_loss(twin, val)
     params = [p for p in twin.parameters() if p.requires_grad]
@@ -95,12 +105,19 @@ def calibrate(model: Any, sites: Sequence[Any], space: Any, scores: Any, proxy: 
         raise ValueError("calibration needs training and validation batches")
     t0 = time.perf_counter()
     lr = spec.lr if spec.lr is not None else recipe.LR
+    with_head = spec.signal == "with_head"
+    val = val[: spec.val_batches]
+    # with_head: what the head alone reaches in the same steps on the same batches is subtracted,
+    # so an option is credited only with what it adds (a fresh head learns fast by itself).
+    reference = measure(model, sites, {}, space.lora.scaling, train, val, spec.steps, lr, seed, True) if with_head else None
     points: list[dict[str, Any]] = []
     ratios: dict[str, list[float]] = {}
     for kind, picked in pick_options(space, sites, scores, proxy, spec.per_kind).items():
         for key, option, value in picked:
-            signal = measure(model, sites, {kind: option.elements}, space.lora.scaling, train, val[: spec.val_batches],
-                             spec.steps, lr, seed)
+            signal = measure(model, sites, {kind: option.elements}, space.lora.scaling, train, val,
+                             spec.steps, lr, seed, with_head)
+            if reference is not None:
+                signal -= reference
             points.append({"kind": kind, "group": key, "option": str(option.label), "score": value, "signal": signal})
             if signal > 0:
                 ratios.setdefault(kind, []).append(signal / value)
@@ -114,9 +131,10 @@ def calibrate(model: Any, sites: Sequence[Any], space: Any, scores: Any, proxy: 
     unranked = sorted({p["kind"] for p in points} - set(factors))
     return {
         "proxy": proxy,
-        "signal": SIGNAL,
+        "signal": SIGNAL_WITH_HEAD if with_head else SIGNAL,
         "spec": {**spec.to_dict(), "lr": lr},
-        "train_batches": len(train),
+        "train_batches": min(len(train), spec.steps),
+        **({"head_alone_decrease": reference} if with_head else {}),
         "factors": factors,
         "uncalibrated": unranked,
         "note": note,
