@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default="uniform_qv,uniform_all")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on LoRA's input (PEFT's lora_dropout)")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     ap.add_argument("--scale", default="rs:2.8284",  # the recipe's (recipe.py); ratio:2 made sweep-mrpc.json
                     help="LoRA scale rule: 'ratio:K' (alpha = K r, s = K at every rank) or 'rs:C' "
                          "(rank-stabilised, alpha = C sqrt(r), s = C / sqrt(r))")
@@ -82,15 +84,19 @@ def main() -> None:
     })
     if run.spec.num_labels == 1 and not run.spec.is_lm:
         tag += "/head:mean"
+    # Regularisation outside the recipe (weight decay 0, no dropout) is part of the key, so the
+    # recipe's own trainings keep their keys and a rerun resumes them.
+    reg = (f"/drop{args.lora_dropout:g}" if args.lora_dropout else "") + (f"/wd{args.weight_decay:g}" if args.weight_decay else "")
     evals = {"val": run.encoded["val"]}
     for epochs in [float(e) for e in args.epochs.split(",")]:
         for lr in [float(x) for x in args.lrs.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 for m in methods:
-                    key = f"{m}/lr{lr:g}/ep{epochs:g}/s{seed}{tag}"
+                    key = f"{m}/lr{lr:g}/ep{epochs:g}/s{seed}{tag}{reg}"
                     if key in runs:
                         continue
-                    tc = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=cfg.batch_size, max_length=cfg.max_length)
+                    tc = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                                     lora_dropout=args.lora_dropout, weight_decay=args.weight_decay)
                     t0 = time.perf_counter()
                     if m == "adalora":  # its own method: SVD-form adapters and a rank schedule (evidence/adalora.py)
                         res = train_adalora(model_factory(run, seed), run.tokenizer, run.sites,
@@ -100,7 +106,8 @@ def main() -> None:
                         res = train_allocation(model_factory(run, seed), run.tokenizer, run.all_sites,
                                                plans[m].allocation, scale, run.encoded["train"], evals, run.spec, tc,
                                                label=key)
-                    runs[key] = {"method": m, "budget": budget, "scale": args.scale, "head": "mean" if "head:mean" in tag else "fresh", "lr": lr, "epochs": epochs, "seed": seed, "val": res.metrics["val"],
+                    runs[key] = {"method": m, "budget": budget, "scale": args.scale, "head": "mean" if "head:mean" in tag else "fresh", "lr": lr, "epochs": epochs, "seed": seed,
+                                 "lora_dropout": args.lora_dropout, "weight_decay": args.weight_decay, "val": res.metrics["val"],
                                  "val_loss": res.eval_loss["val"], "train_loss": res.train_loss, "steps": res.steps,
                                  "seconds": res.seconds, "wall": time.perf_counter() - t0, "load_average": os.getloadavg()[0]}
                     path.write_text(json.dumps(state, indent=1))
@@ -110,7 +117,8 @@ def main() -> None:
     table: dict[str, list[float]] = {}
     for r in runs.values():
         head = f"/head:{r['head']}" if "head" in r else ""
-        table.setdefault(f"lr{r['lr']:g}/ep{r['epochs']:g}{head}", []).append(r["val"][run.spec.main_metric])
+        reg = (f"/drop{r['lora_dropout']:g}" if r.get("lora_dropout") else "") + (f"/wd{r['weight_decay']:g}" if r.get("weight_decay") else "")
+        table.setdefault(f"lr{r['lr']:g}/ep{r['epochs']:g}{head}{reg}", []).append(r["val"][run.spec.main_metric])
     means = {k: sum(v) / len(v) for k, v in table.items()}
     best = max(means, key=lambda k: (round(means[k], 6), -float(k.split("/ep")[1].split("/")[0])))
     state["mean_val_metric"] = means
