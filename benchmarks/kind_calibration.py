@@ -7,7 +7,7 @@ validation split (never the test split), the model as the run builds it (a regre
 at the mean training label).
 
     nice -n 5 env OMP_NUM_THREADS=1 python benchmarks/kind_calibration.py reports/stsb-full-cal-83k/b83000 \
-        --task stsb --data-dir /work/shared/data/glue --signal with_head --steps 60 --val-batches 8 [--json out.json]
+        --task stsb --data-dir /work/shared/data/glue --signal with_head --steps 60 --val-batches 8 --json reports/calibration/stsb-83k-with-head.json
 """
 
 from __future__ import annotations
