@@ -104,7 +104,7 @@ def run(
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (finished trials of a resumed study count; "
                                                   "default 300, with --objective train 12).")] = None,
     train_steps: TrainStepsOpt = None,
-    train_epochs: EpochsOpt = recipe.EPOCHS,
+    train_epochs: EpochsOpt = None,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
     data_dir: DataOpt = None,

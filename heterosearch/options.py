@@ -194,7 +194,7 @@ DataOpt = Annotated[Optional[str], typer.Option("--data-dir", help="Folder in GL
 OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default: runs/TASK-SPACE-BUDGET-PROXY-sSEED).")]
 ObjectiveOpt = Annotated[str, typer.Option(help="What Optuna maximises: proxy (additive, exact knapsack), lookahead (a few training steps per trial) or train (18 steps of the recipe per trial, validation loss at rungs, successive-halving pruning; about 1 min per --trials on MiniLM, 2 CPUs: use --trials 8-16).")]
 TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (finished trials of a resumed study count).")]
-EpochsOpt = Annotated[float, typer.Option("--train-epochs", help="Verification training epochs.")]
+EpochsOpt = Annotated[Optional[float], typer.Option("--train-epochs", help="Training epochs of every verified model (default: the task's: 3, RTE 10).")]
 StepsOpt = Annotated[Optional[int], typer.Option("--max-train-steps", help="Cap on verification training steps (quick checks).")]
 BatchesOpt = Annotated[int, typer.Option("--score-batches", help="Training minibatches the proxies see.")]
 StorageOpt = Annotated[Optional[str], typer.Option(help="Study storage: a postgresql:// URL lets `heterosearch worker` join (default: RUN/study.journal).")]

@@ -314,3 +314,23 @@ def test_metrics_reject_bad_input() -> None:
         compute_metrics(mrpc, [0.2, 0.9], [0, 1])
     with pytest.raises(ValueError, match="without labels"):
         compute_metrics(mrpc, [0, 1], None)
+
+
+def test_the_recipe_epochs_are_the_tasks_own_where_it_has_them(tmp_path: Path) -> None:
+    """RTE trains 10 epochs by default (3 leave uniform LoRA at chance there), every other task the
+    recipe's; an explicit value wins, and config.json records the resolved number."""
+    from heterosearch import recipe
+    from heterosearch.pipeline import RunConfig
+    from heterosearch.tasks import default_epochs
+
+    assert default_epochs("rte") == default_epochs("RTE") == 10.0
+    assert default_epochs("mrpc") == default_epochs("stsb") == recipe.EPOCHS
+    assert default_epochs(str(tmp_path / "reviews.csv")) == recipe.EPOCHS  # a user's data: the recipe's
+    rte = RunConfig(task="rte", data_dir=str(tmp_path))
+    assert rte.train_epochs == 10.0 and rte.to_dict()["train_epochs"] == 10.0
+    assert RunConfig(task="rte", data_dir=str(tmp_path), train_epochs=3).train_epochs == 3
+    assert RunConfig(task="mrpc").train_epochs == recipe.EPOCHS
+    with pytest.raises(ValueError, match="train_epochs"):
+        TaskSpec(name="x", glue_dir="X", text_columns=("a",), label_column="l", label_map={"0": 0}, num_labels=2,
+                 metrics=("accuracy",), main_metric="accuracy", hub_name=("x", "x"), hub_text_columns=("a",),
+                 train_epochs=0.0)

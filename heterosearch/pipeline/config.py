@@ -26,7 +26,7 @@ class RunConfig:
     # objective "train": steps of a fully trained trial (optimize/train_objective.py); None = its default (18)
     train_steps: int | None = None
     trials: int = 300  # the CLI's default: default_trials(objective)
-    train_epochs: float = recipe.EPOCHS
+    train_epochs: float | None = None  # None = the task's (tasks.default_epochs: recipe.EPOCHS, RTE 10); recorded resolved
     max_train_steps: int | None = None
     seed: int = 0
     data_dir: str | None = None
@@ -54,10 +54,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         from heterosearch.proxies.base import PROXIES  # the package's __init__ registers every proxy first
-        from heterosearch.tasks import check_task
+        from heterosearch.tasks import check_task, default_epochs
 
         # unknown GLUE task -> UserError with a suggestion; a data file that is not there -> one line
         check_task(self.task, self.data_dir, self.text_columns, self.label_column, self.problem)
+        if self.train_epochs is None:
+            self.train_epochs = default_epochs(self.task)
         PROXIES.get(self.proxy)
         from heterosearch.optimize.objective import check_objective
 

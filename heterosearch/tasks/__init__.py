@@ -9,7 +9,7 @@ from __future__ import annotations
 from heterosearch.tasks._loading import Split, TaskData, load_task_data
 from heterosearch.tasks._metrics import compute_metrics
 from heterosearch.tasks._spec import TASKS, TaskSpec
-from heterosearch.tasks.resolve import check_task, load_task, task_kind, task_slug
+from heterosearch.tasks.resolve import check_task, default_epochs, load_task, task_kind, task_slug
 
-__all__ = ["TASKS", "TaskSpec", "Split", "TaskData", "load_task_data", "compute_metrics", "check_task", "load_task",
+__all__ = ["TASKS", "TaskSpec", "Split", "TaskData", "load_task_data", "compute_metrics", "check_task", "default_epochs", "load_task",
            "task_kind", "task_slug"]

@@ -73,6 +73,17 @@ def check_task(task: str, data_dir: str | None = None, text_columns: str | None 
         raise UserError(f"--task {task!r}: no such file or folder"[:300])
 
 
+def default_epochs(task: str) -> float:
+    """The recipe's training epochs for ``--task``: the GLUE spec's own (RTE: 10), else ``recipe.EPOCHS``."""
+    from heterosearch import recipe
+
+    if task_kind(task) == "glue":
+        own = TASKS.get(task).train_epochs
+        if own is not None:
+            return own
+    return recipe.EPOCHS
+
+
 def task_slug(task: str) -> str:
     """A short name for folder names and titles: ``mrpc``, ``reviews`` (reviews.csv), ``lm-chat``, ``imdb``."""
     kind = task_kind(task)
