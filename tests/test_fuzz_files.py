@@ -318,6 +318,21 @@ def test_every_kind_has_a_consumer_table_and_the_writers_versions() -> None:
     assert SCHEMAS["frontier.json"].format_version == module("evidence.frontier").FORMAT_VERSION
 
 
+def test_the_verification_comparison_the_report_prints_is_checked() -> None:
+    """results.json / verify.json "comparison" (found by this file's fuzzing: a string there reached
+    comparison_line as a traceback): what compare() writes passes, any other shape is refused."""
+    from heterosearch.export.schema.files import COMPARISON
+    from heterosearch.export.schema.specs import _Mismatch
+    from heterosearch.tasks._metrics import compare
+
+    a, b = {"splits": {"test": {"accuracy": 0.8}}}, {"splits": {"test": {"accuracy": 0.7}}}
+    COMPARISON.check(compare("accuracy", "test", a, b), ("verify", "comparison"))
+    COMPARISON.check(compare("accuracy", "test", a, {}), ("verify", "comparison"))  # a missing value: None
+    for bad in ("0", 0, [], {"metric": "accuracy"}, {**compare("accuracy", "test", a, b), "better": 1}):
+        with pytest.raises(_Mismatch):
+            COMPARISON.check(bad, ("verify", "comparison"))
+
+
 # -- corruptions -------------------------------------------------------------------------------------
 WRONG_VALUES = st.one_of(
     st.text(max_size=12),

@@ -90,9 +90,17 @@ TRAINED = Obj(
     },
     what="a trained model's record",
 )
+# tasks/_metrics.compare's record: the report prints it (comparison_line), so its shape is checked.
+COMPARISON = Obj(
+    {"metric": Str(), "split": Str(), "lower_is_better": Bool(), "winner": Opt(Num(finite=False)),
+     "baseline": Opt(Num(finite=False))},
+    {"winner_minus_baseline": Opt(Num(finite=False)), "better": Opt(Str())},
+    what="the winner-baseline comparison",
+)
 VERIFY_OPTIONAL = {
     "winner": TRAINED,
     "baseline": TRAINED,
+    "comparison": COMPARISON,
     "train_config": MapOf(AnyValue()),
     "split_roles": MapOf(AnyValue()),
     "both_trivial": Bool(),
