@@ -331,6 +331,50 @@ def test_reuse_across_a_change_of_loras_rate_takes_only_adalora(world: dict[str,
     assert ada["splits"] == verified["runs"]["adalora/0"]["splits"] and ada["lr"] == verified["runs"]["adalora/0"]["lr"]
 
 
+def test_reuse_takes_another_methods_training_of_the_same_allocation(world: dict[str, Any], verified: dict[str, Any],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LoRA method whose allocation equals another method's (a search that picks a baseline) takes
+    that method's training of the same seed, under its own name; a different seed or AdaLoRA does not."""
+    from dataclasses import replace
+
+    import heterosearch.evidence.seeds as seeds_mod
+    from heterosearch.evidence import verify_run
+    from heterosearch.evidence.baselines import _site_map
+    from heterosearch.evidence.reuse import reused_entry
+    from heterosearch.pipeline import RunConfig, run_all
+
+    other = world["root"] / "run-reuse-same-allocation"
+    run_all(RunConfig(budget=BUDGET, task="mrpc", model=str(world["model"]), data_dir=str(world["glue"]), out=str(other),
+                      trials=8, max_train_steps=2, score_batches=2, batch_size=8), verify=False)
+    first = verified["runs"]
+    assert first["uniform_all/0"]["allocation"] != first["winner/0"]["allocation"]  # else this checks nothing
+    real = seeds_mod.plan_baselines
+
+    def uniform_all_is_the_winner(*args: Any, **kwargs: Any) -> Any:
+        plans = real(*args, **kwargs)
+        winner = args[4]  # plan_baselines(sites, roles, ranks, budget, winner, ...)
+        plans["uniform_all"] = replace(plans["uniform_all"], allocation=winner, params=winner.params(_site_map(args[0])))
+        return plans
+
+    monkeypatch.setattr(seeds_mod, "plan_baselines", uniform_all_is_the_winner)
+    counter = Counter(monkeypatch)
+    state = verify_run(other, seeds=2, methods="uniform_all", reuse_from=[world["run"]])
+    assert counter.calls == []  # both seeds were the first folder's winner trainings
+    for seed in (0, 1):
+        entry = state["runs"][f"uniform_all/{seed}"]
+        assert entry["method"] == "uniform_all" and entry["seed"] == seed and entry["name"] == first[f"uniform_all/{seed}"]["name"]
+        assert entry["allocation"] == first[f"winner/{seed}"]["allocation"] and entry["splits"] == first[f"winner/{seed}"]["splits"]
+        assert entry["source"].endswith(f"(winner/{seed})")
+
+    # the match needs the same seed and planned parameters, and never crosses into AdaLoRA (no allocation)
+    entries = {"winner/0": {**first["winner/1"], "seed": 1}}  # seed 1's training filed under another key
+    alloc, params = first["winner/1"]["allocation"], first["winner/1"]["planned_params"]
+    assert reused_entry(entries, "uniform_all/0", alloc, params) is None
+    assert reused_entry(entries, "uniform_all/1", alloc, params + 1) is None
+    assert reused_entry(entries, "uniform_all/1", alloc, params)["splits"] == first["winner/1"]["splits"]
+    assert reused_entry(entries, "adalora/1", None, params) is None
+
+
 def open_run_train_config(run_dir: Path) -> dict[str, Any]:
     import json
 

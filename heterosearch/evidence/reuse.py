@@ -17,7 +17,9 @@ other folder's finished entries, but only when everything that decides a trainin
   (``recipe.adalora_lr``, recorded per entry), so AdaLoRA trainings survive a change of LoRA's rate.
 
 Each entry is then matched by key (``method/seed``), allocation and planned parameters, so a
-``random`` draw at another target or a winner that differs is trained afresh. A reused entry
+``random`` draw at another target or a winner that differs is trained afresh; a LoRA method
+without such an entry takes another LoRA method's training of the same seed, allocation and
+planned parameters (a winner that is a baseline's allocation: ``reused_entry``). A reused entry
 keeps its metrics and says where it came from (``source``); its target and gap are recomputed
 against this folder's winner.
 """
@@ -37,6 +39,8 @@ TRAINING_KEYS = ("task", "model", "data_dir", "train_epochs", "max_train_steps",
                  "lora_dropout", "val_fraction", "split_seed", "device", "precision", "text_columns", "label_column", "problem")
 #: entry fields recomputed against this folder's winner, not copied
 _RECOMPUTED = ("target", "gap")
+#: entry fields that name the plan, not the training: a training taken under another method's key gets this folder's
+_IDENTITY = ("method", "seed", "name", "allocation", "planned_params")
 
 
 def _data_identity(record: dict[str, Any] | None) -> Any:
@@ -122,8 +126,28 @@ def reusable_runs(ours: Path, others: Sequence[Path | str], train_config: dict[s
 
 
 def reused_entry(entries: dict[str, dict[str, Any]], key: str, allocation: dict[str, Any] | None, planned_params: int) -> dict[str, Any] | None:
-    """The reusable entry for ``key`` if it trained this very plan, else None."""
+    """The reusable entry for ``key`` (``method/seed``) if it trained this very plan; else, for a
+    LoRA plan, another LoRA method's entry of the same seed, allocation and planned parameters;
+    else None.
+
+    Why another method's entry counts: a LoRA method's verify training is ``train_allocation`` of
+    the allocation with the seed's model, data order and recipe (``evidence/jobs.py``), so its
+    name changes nothing it computes. A search whose winner is a baseline's allocation (a
+    warm-started objective that picks uniform LoRA on all sites) then takes that baseline's
+    trainings instead of repeating them. The entry is taken under this key's name (its identity
+    fields are this plan's, ``record`` in ``evidence/seeds.py``) and its ``source`` says whose
+    training it was. AdaLoRA (no allocation) is matched by key only.
+    """
     entry = entries.get(key)
-    if entry is None or entry.get("allocation") != allocation or entry.get("planned_params") != planned_params:
+    if entry is not None and entry.get("allocation") == allocation and entry.get("planned_params") == planned_params:
+        return entry
+    seed = key.rpartition("/")[2]
+    if allocation is None:
         return None
-    return entry
+    for other_key, other in entries.items():
+        if other.get("method") != "adalora" and str(other.get("seed")) == seed and other.get("allocation") == allocation \
+                and other.get("planned_params") == planned_params:
+            kept = {k: v for k, v in other.items() if k not in _IDENTITY}
+            kept["source"] = f"{other['source']} ({other_key})"
+            return kept
+    return None
