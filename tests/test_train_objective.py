@@ -94,8 +94,12 @@ def test_train_search_prunes_picks_a_complete_trial_and_resumes(scored: Path) ->
     assert allocation == decode(pruned.params, run.space, run.sites).to_dict() and values[2] == pruned.intermediate_values[2]
     # Re-running resumes: the same trial count trains nothing new, a larger one appends to the same study.
     before = [(t.number, t.state, t.params, t.value) for t in trials]
-    search(scored, trials=6)
+    assert s["train"]["seconds_per_trial"] > 0 and s["train"]["cpu_seconds_per_trial"] > 0
+    again, _ = search(scored, trials=6)
     assert [(t.number, t.state, t.params, t.value) for t in study_of(scored).trials] == before
+    # the rerun trained nothing: search.json keeps the per-trial times of the invocation that trained
+    assert {k: again["train"][k] for k in ("seconds_per_trial", "cpu_seconds_per_trial")} == \
+        {k: s["train"][k] for k in ("seconds_per_trial", "cpu_seconds_per_trial")}
     s2, _ = search(scored, trials=7)
     after = study_of(scored).trials
     assert [(t.number, t.state, t.params, t.value) for t in after[: len(before)]] == before

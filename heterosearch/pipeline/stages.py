@@ -161,6 +161,11 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         # (a rerun that finds every trial done would otherwise record a fraction of a millisecond).
         summary["seconds"] = float(old["seconds"]) + result.seconds
         summary["last_invocation_seconds"] = result.seconds
+        section, before = summary.get(run.cfg.objective), old.get(run.cfg.objective)
+        if isinstance(section, dict) and isinstance(before, dict):
+            for key in ("seconds_per_trial", "cpu_seconds_per_trial"):
+                if section.get(key) is None and before.get(key) is not None:
+                    section[key] = before[key]  # this invocation trained nothing: keep the medians of the one that did
     write_json(run.path(SEARCH_FILE), summary)
     if changed:  # another winner or budget: the export, trainings and report made from the old one are stale
         _dropped(run, "search", remove_stale(run.out, "search"))
