@@ -141,9 +141,9 @@ def reused_entry(entries: dict[str, dict[str, Any]], key: str, allocation: dict[
     entry = entries.get(key)
     if entry is not None and entry.get("allocation") == allocation and entry.get("planned_params") == planned_params:
         return entry
-    seed = key.rpartition("/")[2]
     if allocation is None:
         return None
+    seed = key.rpartition("/")[2]
     for other_key, other in entries.items():
         if other.get("method") != "adalora" and str(other.get("seed")) == seed and other.get("allocation") == allocation \
                 and other.get("planned_params") == planned_params:
