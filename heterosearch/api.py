@@ -100,6 +100,7 @@ def search(
     val_data: Any = None,
     lr: float = 1e-3,
     train_steps: int | None = None,
+    rung_steps: int | None = None,
 ) -> SearchResult:
     """Search where ``model``'s LoRA parameters go under ``budget`` (see the module doc).
 
@@ -113,7 +114,8 @@ def search(
     same study, but each trial trains a copy for ``train_steps`` steps, default 18, with the
     recipe's warm-up and decay at ``lr`` on the scoring batches (cycled) and reports minus the
     mean loss on ``val_data`` at successive-halving rungs, ``optimize/train_objective.py``; a
-    pruned trial stops early; on MiniLM about 1 s per step and 2 s per rung on 2 CPU threads).
+    pruned trial stops early; ``rung_steps``: the rung's step, default a third of ``train_steps``,
+    0 = no pruning, every trial a finalist trained to the end; on MiniLM about 1 s per step and 2 s per rung on 2 CPU threads).
     ``scoring``: ``"exact"``,
     ``"streaming"`` (per-site sketches, for large models) or ``"auto"``; ``score_micro_batch`` /
     ``gradient_checkpointing`` bound the scoring pass's memory (``proxies/settings.py``). Raises ``UserError`` on bad input.
@@ -153,7 +155,7 @@ def search(
     elif objective == "train":
         from heterosearch.optimize.train_objective import config_for_steps
 
-        la_cfg = config_for_steps(train_steps, seed)
+        la_cfg = config_for_steps(train_steps, seed, rung_steps)
     held_out = (getattr(la_cfg, "val_batches", TRAIN_VAL_BATCHES) if la_cfg is not None and val_data is None else 0)
     batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches + held_out, seed)
     if held_out and len(batches) <= score_batches:

@@ -44,6 +44,7 @@ from heterosearch.options import (
     PrecisionOverrideOpt,
     ProblemOpt,
     ProxyOpt,
+    RungStepsOpt,
     SeedOpt,
     SpaceOpt,
     StepsOpt,
@@ -104,6 +105,7 @@ def run(
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (finished trials of a resumed study count; "
                                                   "default 300, with --objective train 12).")] = None,
     train_steps: TrainStepsOpt = None,
+    rung_steps: RungStepsOpt = None,
     train_epochs: EpochsOpt = None,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
@@ -144,6 +146,7 @@ def run(
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout, lr_scaling=lr_scaling)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_steps=train_steps,
+                    rung_steps=rung_steps,
                     train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
@@ -194,6 +197,7 @@ def search(
     objective: Annotated[Optional[str], typer.Option(help="proxy, lookahead or train (default: the run's).")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (default: the run's).")] = None,
     train_steps: TrainStepsOpt = None,
+    rung_steps: RungStepsOpt = None,
     storage: StorageOpt = None,
 ) -> None:
     """Search the allocation under the budget (Optuna + exact optimum) into RUN/search.json.
@@ -204,7 +208,7 @@ def search(
     from heterosearch.pipeline import Run, stage_score, stage_search
 
     r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, objective=objective, trials=trials,
-                   train_steps=train_steps, storage=storage)
+                   train_steps=train_steps, rung_steps=rung_steps, storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
     r.save_config()

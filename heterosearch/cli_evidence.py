@@ -34,6 +34,7 @@ from heterosearch.options import (
     PrecisionOverrideOpt,
     ProblemOpt,
     ProxyOpt,
+    RungStepsOpt,
     SeedOpt,
     SpaceOpt,
     StepsOpt,
@@ -157,6 +158,7 @@ def frontier_cmd(
     proxy: ProxyOpt = "spectral",
     objective: ObjectiveOpt = "proxy",
     train_steps: TrainStepsOpt = None,
+    rung_steps: RungStepsOpt = None,
     model: ModelOpt = None,
     data_dir: DataOpt = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials per budget (default 300, with --objective train 12).")] = None,
@@ -195,7 +197,8 @@ def frontier_cmd(
     suffix = "" if objective == "proxy" else f"-{objective}"
     folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}{suffix}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
-                   space=space, proxy=proxy, objective=objective, train_steps=train_steps, model=model, data_dir=data_dir,
+                   space=space, proxy=proxy, objective=objective, train_steps=train_steps, rung_steps=rung_steps, model=model,
+                   data_dir=data_dir,
                    trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, recipe=given,
                    reuse_from=reuse_from,
                    task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})

@@ -33,11 +33,11 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
-def search(run_dir: Path, trials: int) -> tuple[dict[str, Any], Any]:
+def search(run_dir: Path, trials: int, **settings: Any) -> tuple[dict[str, Any], Any]:
     """``search RUN --objective train`` through the stage (returns search.json and the evaluated objective's run)."""
     from heterosearch.pipeline import Run, stage_score, stage_search
 
-    run = Run.reopen(run_dir, budget=BUDGET, objective="train", trials=trials, train_steps=STEPS)
+    run = Run.reopen(run_dir, budget=BUDGET, objective="train", trials=trials, train_steps=STEPS, **settings)
     stage_search(run, stage_score(run))
     run.save_config()
     return json.loads((run_dir / "search.json").read_text()), run
@@ -115,6 +115,31 @@ def test_train_search_prunes_picks_a_complete_trial_and_resumes(scored: Path) ->
                if "repaired" not in t.user_attrs)
 
 
+def test_rung_steps_zero_trains_every_trial_to_the_end(scored: Path, tmp_path: Path) -> None:
+    # --rung-steps 0: no pruner, so the warm starts (knapsack pick, uniform q,v, uniform all sites, shortlist)
+    # are finalists trained with the whole schedule, picked on the validation value.
+    import shutil
+
+    import optuna
+
+    State = optuna.trial.TrialState
+    run_dir = tmp_path / "run"
+    shutil.copytree(scored, run_dir)  # the scores; a study of another objective spec is replaced
+    s, _ = search(run_dir, trials=4, rung_steps=0)
+    everything = study_of(run_dir).trials
+    trials = [t for t in everything if t.state == State.COMPLETE]
+    # nothing pruned; the warm starts beyond --trials stay enqueued (WAITING) for a resume with more trials
+    assert len(trials) == 4 and all(t.state == State.WAITING for t in everything if t.state != State.COMPLETE)
+    assert all(list(t.intermediate_values) == [STEPS] for t in trials)  # reported once, at the last step
+    assert s["train"]["rungs"] == [] and s["train"]["rung_steps"] == 0 and s["train"]["pruned_trials"] == 0
+    sources = [t.user_attrs["source"] for t in trials]
+    assert sources[:3] == ["warm:exact", "warm:uniform_qv", "warm:uniform_all"] == [f"warm:{w}" for w in s["train"]["warm_starts"][:3]]
+    best = max(trials, key=lambda t: (t.value, -t.number))
+    assert s["winner_trial"] == best.number and s["best_objective"] == best.value
+    assert best.value >= max(t.value for t in trials if t.user_attrs["source"] == "warm:uniform_all")
+    assert json.loads((run_dir / "config.json").read_text())["config"]["rung_steps"] == 0
+
+
 def test_train_objective_settings_are_checked() -> None:
     from heterosearch.optimize.train_objective import TrainObjectiveConfig
 
@@ -133,6 +158,11 @@ def test_train_steps_give_one_rung_at_a_third() -> None:
     assert config_for_steps(120, 0).rungs() == [40]
     assert config_for_steps(100, 3).rungs() == [34] and config_for_steps(100, 3).seed == 3
     assert config_for_steps(2, 0).rungs() == [1]
+    # --rung-steps: an explicit rung (later ones at x3 below the last step), or 0 = no rung and no pruner
+    assert config_for_steps(486, 0, 54).rungs() == [54, 162]
+    none = config_for_steps(486, 0, 0)
+    assert none.rungs() == [] and type(none.pruner()).__name__ == "NopPruner"
+    assert config_for_steps(None, 0, 0).train_steps == 18
 
 
 def test_bad_train_steps_is_a_user_error() -> None:
@@ -140,6 +170,9 @@ def test_bad_train_steps_is_a_user_error() -> None:
 
     with pytest.raises(UserError, match="train_steps"):
         RunConfig(objective="train", train_steps=0)
+    for steps, rung in ((None, 19), (6, 7), (6, -1)):
+        with pytest.raises(UserError, match="--rung-steps"):
+            RunConfig(objective="train", train_steps=steps, rung_steps=rung)
 
 
 def test_api_train_objective_searches_within_budget(tiny_bert: Any) -> None:
@@ -171,3 +204,9 @@ def test_run_command_with_train_objective(tmp_path: Path) -> None:
     assert s["objective_name"] == "train" and s["trials"] == 3 and s["train"]["train_steps"] == 18
     assert s["train"]["warm_starts"][0] == "exact" and s["winner_trial"] is not None
     assert "over the knapsack pick's" in (out / "report.md").read_text()
+    # a rung after the last step is one line and exit code 2, before any work
+    bad = CliRunner().invoke(app, ["run", "--budget", "2k", "--model", str(model), "--data-dir", str(data),
+                                   "--out", str(tmp_path / "bad"), "--objective", "train", "--train-steps", "6",
+                                   "--rung-steps", "7"], env={"HETEROSEARCH_QUIET": "1"})
+    assert bad.exit_code == 2 and "--rung-steps must be in [0, 6]" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad").exists()

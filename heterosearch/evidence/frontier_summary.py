@@ -84,5 +84,6 @@ def search_point(folder: Path) -> dict[str, Any] | None:
     section = s.get(name) if name != "proxy" else None
     if isinstance(section, dict):  # lookahead / train: the knapsack pick is the trial warm:exact
         out.update(best=s.get("best_objective"), knapsack=s.get("exact_objective"), margin=section.get("margin_over_exact"),
-                   pruned=section.get("pruned_trials"), train_steps=section.get("train_steps"))
+                   pruned=section.get("pruned_trials"), train_steps=section.get("train_steps"),
+                   rung_steps=section.get("rung_steps"))
     return out

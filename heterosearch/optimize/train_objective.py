@@ -61,7 +61,7 @@ class TrainObjectiveConfig:
     """The fidelity of a ``train`` trial (recorded in search.json and in the study)."""
 
     train_steps: int = 18  # steps of a COMPLETE trial (the top fidelity); the lr schedule spans them
-    rung_steps: int = 6  # the first rung (the pruner's min_resource)
+    rung_steps: int = 6  # the first rung (the pruner's min_resource); 0 = no rung: every trial trains to the end
     reduction_factor: int = 3  # rungs at rung_steps * factor**k; a trial goes on if in the top 1/factor there
     val_examples: int = 128  # seeded subset of the validation split evaluated at every rung (0 = all of it)
     metric: str = "loss"  # loss (value = -val loss) | main (the task's main metric, direction minded)
@@ -70,8 +70,9 @@ class TrainObjectiveConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.train_steps <= 1_000_000:
             raise UserError(f"train_steps must be in [1, 1000000], got {self.train_steps}")
-        if not 1 <= self.rung_steps <= self.train_steps:
-            raise UserError(f"rung_steps must be in [1, train_steps={self.train_steps}], got {self.rung_steps}")
+        if not 0 <= self.rung_steps <= self.train_steps:
+            raise UserError(f"rung_steps must be in [0, train_steps={self.train_steps}] (0 = no pruning), "
+                            f"got {self.rung_steps}")
         if not 2 <= self.reduction_factor <= 100:
             raise UserError(f"reduction_factor must be in [2, 100], got {self.reduction_factor}")
         if not 0 <= self.val_examples <= 10**7:
@@ -80,17 +81,24 @@ class TrainObjectiveConfig:
             raise UserError(f"train objective metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
 
     def rungs(self) -> list[int]:
-        """The steps at which a trial may be pruned (the pruner's rungs below ``train_steps``)."""
+        """The steps at which a trial may be pruned (the pruner's rungs below ``train_steps``; none if ``rung_steps`` is 0)."""
         out, step = [], self.rung_steps
-        while step < self.train_steps:
+        while 0 < step < self.train_steps:
             out.append(step)
             step *= self.reduction_factor
         return out
 
     def pruner(self) -> Any:
-        """Optuna's successive halving over training steps, with these rungs (set on the study in every process)."""
+        """Optuna's successive halving over training steps, with these rungs (set on the study in every process).
+
+        ``rung_steps`` 0: ``NopPruner``, so every trial (warm starts first) is a finalist trained with the
+        whole schedule; why: one rung at a third of the recipe pruned uniform LoRA on all sites at STS-B
+        83k as a slow starter (-0.783 against -0.753 for the knapsack's pick there) although it ended best
+        at 41.5k (``reports/stsb-frontier-finalists-83k/``)."""
         import optuna
 
+        if self.rung_steps == 0:
+            return optuna.pruners.NopPruner()
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=self.rung_steps, reduction_factor=self.reduction_factor, min_early_stopping_rate=0)
 
@@ -210,24 +218,26 @@ def spec_for_run(run_cfg: Any, cfg: TrainObjectiveConfig) -> dict[str, Any]:
     return {"name": "train", "config": cfg.to_dict(), "run": {k: settings[k] for k in RUN_KEYS}}
 
 
-def config_for_steps(steps: int | None, seed: int) -> TrainObjectiveConfig:
-    """The fidelity for ``steps`` steps per COMPLETE trial (None = the default): one rung, at
-    ``ceil(steps / reduction_factor)`` (6 of the default 18).
+def config_for_steps(steps: int | None, seed: int, rung_steps: int | None = None) -> TrainObjectiveConfig:
+    """The fidelity for ``steps`` steps per COMPLETE trial (None = the default 18): one rung, at
+    ``rung_steps``, by default ``ceil(steps / reduction_factor)`` (6 of the default 18); ``rung_steps``
+    0: no rung, no pruning (each trial trains to the end: a selection among finalists).
 
     Why one rung and not the default's 6 steps followed by x3 rungs: each extra rung triples the
     trials started per completed one, and a rung at 6 steps measures little: on STS-B at 41.5k
     every trial's validation loss (MSE) was 2.185-2.195 at step 6 and 2.196-2.215 at step 18, the
     mean predictor's level (label variance 2.14 on train), so at that fidelity the objective ranks
     how little an allocation disturbs the start, not how it learns (``reports/README.md``)."""
-    if steps is None:
-        return TrainObjectiveConfig(seed=seed)
-    factor = TrainObjectiveConfig().reduction_factor
-    return TrainObjectiveConfig(train_steps=steps, rung_steps=-(-steps // factor), seed=seed)  # ceil: one rung
+    default = TrainObjectiveConfig()
+    steps = default.train_steps if steps is None else steps
+    if rung_steps is None:
+        rung_steps = -(-steps // default.reduction_factor)  # ceil: one rung
+    return TrainObjectiveConfig(train_steps=steps, rung_steps=rung_steps, seed=seed)
 
 
 def run_config(run_cfg: Any) -> TrainObjectiveConfig:
-    """A run's train-objective settings: ``RunConfig.train_steps`` (None = the default fidelity) and the run's seed."""
-    return config_for_steps(run_cfg.train_steps, run_cfg.seed)
+    """A run's train-objective settings: ``RunConfig.train_steps`` and ``rung_steps`` (None = the defaults), its seed."""
+    return config_for_steps(run_cfg.train_steps, run_cfg.seed, run_cfg.rung_steps)
 
 
 def for_run(run: Any, cfg: TrainObjectiveConfig) -> TrainObjective:

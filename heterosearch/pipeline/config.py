@@ -25,6 +25,8 @@ class RunConfig:
     objective: str = "proxy"  # what the search maximises (optimize.objective.OBJECTIVES)
     # objective "train": steps of a fully trained trial (optimize/train_objective.py); None = its default (18)
     train_steps: int | None = None
+    # objective "train": the step of its first successive-halving rung; None = a third of train_steps, 0 = no pruning
+    rung_steps: int | None = None
     trials: int = 300  # the CLI's default: default_trials(objective)
     train_epochs: float | None = None  # None = the task's (tasks.default_epochs: recipe.EPOCHS, RTE 10); recorded resolved
     max_train_steps: int | None = None
@@ -88,6 +90,13 @@ class RunConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(self, name)}")
         if self.train_steps is not None and not 1 <= self.train_steps <= 1_000_000:
             raise UserError(f"train_steps (the train objective's steps per trial) must be in [1, 1000000], got {self.train_steps}")
+        if self.rung_steps is not None:
+            from heterosearch.optimize.train_objective import TrainObjectiveConfig
+
+            top = self.train_steps or TrainObjectiveConfig.train_steps
+            if not 0 <= self.rung_steps <= top:
+                raise UserError(f"--rung-steps must be in [0, {top}] (the train objective's steps per trial; 0 = no pruning), "
+                                f"got {self.rung_steps}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
         from heterosearch.train.device import check_precision, resolve_device
@@ -154,7 +163,7 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"objective": "proxy", "train_steps": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
+_DEFAULTS = {"objective": "proxy", "train_steps": None, "rung_steps": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
              "precision": "fp32", "scoring": "auto", "score_checkpointing": False,
              "lr_scaling": "none"}  # settings older run folders did not record (before 2026-12-07 every budget trained at lr)
 

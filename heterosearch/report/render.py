@@ -205,7 +205,8 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
 def _search_line(budget: str, s: Mapping[str, Any]) -> str:
     line = f"{int(budget):,}: {s['objective']}"
     if s.get("train_steps"):
-        line += f" ({s['train_steps']} steps per trial)"
+        rung = s.get("rung_steps")
+        line += f" ({s['train_steps']} steps per trial" + (", no pruning" if rung == 0 else f", rung at {rung}" if rung else "") + ")"
     line += f", winner from {s.get('winner_source') or '-'}"
     if s.get("trials") is not None:
         line += f", {s['trials']} trials" + (f" ({s['pruned']} pruned)" if s.get("pruned") is not None else "")

@@ -239,6 +239,7 @@ CONFIG = FileSchema(
                     "proxy": Str(),
                     "trials": Int(lo=0),
                     "train_steps": Opt(Int(lo=1)),
+                    "rung_steps": Opt(Int(lo=0)),
                     "train_epochs": Num(),
                     "max_train_steps": Opt(Int(lo=0)),
                     "seed": Int(lo=0),
