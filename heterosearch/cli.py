@@ -52,6 +52,7 @@ from heterosearch.options import (
     TaskOpt,
     TextColumnsOpt,
     TrainStepsOpt,
+    ValExamplesOpt,
     WarmupOpt,
     check_common,
     check_float,
@@ -106,6 +107,7 @@ def run(
                                                   "default 300, with --objective train 12).")] = None,
     train_steps: TrainStepsOpt = None,
     rung_steps: RungStepsOpt = None,
+    val_examples: ValExamplesOpt = None,
     train_epochs: EpochsOpt = None,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
@@ -146,7 +148,7 @@ def run(
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout, lr_scaling=lr_scaling)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_steps=train_steps,
-                    rung_steps=rung_steps,
+                    rung_steps=rung_steps, val_examples=val_examples,
                     train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
@@ -198,6 +200,7 @@ def search(
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials (default: the run's).")] = None,
     train_steps: TrainStepsOpt = None,
     rung_steps: RungStepsOpt = None,
+    val_examples: ValExamplesOpt = None,
     storage: StorageOpt = None,
 ) -> None:
     """Search the allocation under the budget (Optuna + exact optimum) into RUN/search.json.
@@ -208,7 +211,8 @@ def search(
     from heterosearch.pipeline import Run, stage_score, stage_search
 
     r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, objective=objective, trials=trials,
-                   train_steps=train_steps, rung_steps=rung_steps, storage=storage)
+                   train_steps=train_steps, rung_steps=rung_steps, val_examples=val_examples,
+                   storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))
     r.save_config()

@@ -41,6 +41,7 @@ from heterosearch.options import (
     TaskOpt,
     TextColumnsOpt,
     TrainStepsOpt,
+    ValExamplesOpt,
     WarmupOpt,
     check_common,
     check_int,
@@ -159,6 +160,7 @@ def frontier_cmd(
     objective: ObjectiveOpt = "proxy",
     train_steps: TrainStepsOpt = None,
     rung_steps: RungStepsOpt = None,
+    val_examples: ValExamplesOpt = None,
     model: ModelOpt = None,
     data_dir: DataOpt = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials per budget (default 300, with --objective train 12).")] = None,
@@ -197,7 +199,8 @@ def frontier_cmd(
     suffix = "" if objective == "proxy" else f"-{objective}"
     folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}{suffix}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
-                   space=space, proxy=proxy, objective=objective, train_steps=train_steps, rung_steps=rung_steps, model=model,
+                   space=space, proxy=proxy, objective=objective, train_steps=train_steps, rung_steps=rung_steps,
+                   val_examples=val_examples, model=model,
                    data_dir=data_dir,
                    trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, recipe=given,
                    reuse_from=reuse_from,

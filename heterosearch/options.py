@@ -208,4 +208,5 @@ LoraDropoutOpt = Annotated[Optional[float], typer.Option(help="Dropout on LoRA's
 DeviceOverrideOpt = Annotated[Optional[str], typer.Option(help="Where models train and evaluate: auto, cpu, cuda, cuda:N, mps (default: the run's).")]
 PrecisionOverrideOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 (autocast) or fp16 (CUDA) (default: the run's).")]
 TrainStepsOpt = Annotated[Optional[int], typer.Option(help="--objective train: recipe steps per completed trial (default 18), with one successive-halving rung at a third of them.")]
+ValExamplesOpt = Annotated[Optional[int], typer.Option(help="--objective train: validation examples each evaluation uses, a seeded subset (default: 128 with a rung, the whole validation split with --rung-steps 0); 0: the whole split.")]
 RungStepsOpt = Annotated[Optional[int], typer.Option(help="--objective train: the step of the successive-halving rung (default: a third of --train-steps); 0: no pruning, every trial trains to the end (a selection among the warm starts and Optuna's points, by validation value).")]

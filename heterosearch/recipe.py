@@ -84,3 +84,5 @@ EPOCHS = 3.0
 WARMUP = 0.06
 BATCH_SIZE = 32
 MAX_LENGTH = 128
+# the ``train`` objective's default steps per complete trial (optimize/train_objective.py)
+TRAIN_OBJECTIVE_STEPS = 18

@@ -132,6 +132,7 @@ def test_rung_steps_zero_trains_every_trial_to_the_end(scored: Path, tmp_path: P
     assert len(trials) == 4 and all(t.state == State.WAITING for t in everything if t.state != State.COMPLETE)
     assert all(list(t.intermediate_values) == [STEPS] for t in trials)  # reported once, at the last step
     assert s["train"]["rungs"] == [] and s["train"]["rung_steps"] == 0 and s["train"]["pruned_trials"] == 0
+    assert s["train"]["val_examples"] == 0  # the whole validation split
     sources = [t.user_attrs["source"] for t in trials]
     assert sources[:3] == ["warm:exact", "warm:uniform_qv", "warm:uniform_all"] == [f"warm:{w}" for w in s["train"]["warm_starts"][:3]]
     best = max(trials, key=lambda t: (t.value, -t.number))
@@ -162,6 +163,9 @@ def test_train_steps_give_one_rung_at_a_third() -> None:
     assert config_for_steps(486, 0, 54).rungs() == [54, 162]
     none = config_for_steps(486, 0, 0)
     assert none.rungs() == [] and type(none.pruner()).__name__ == "NopPruner"
+    # a finalist is evaluated once: on the whole validation split unless asked otherwise
+    assert none.val_examples == 0 and config_for_steps(486, 0).val_examples == 128
+    assert config_for_steps(486, 0, 0, 64).val_examples == 64 and config_for_steps(486, 0, 54, 0).val_examples == 0
     assert config_for_steps(None, 0, 0).train_steps == 18
 
 
@@ -173,6 +177,8 @@ def test_bad_train_steps_is_a_user_error() -> None:
     for steps, rung in ((None, 19), (6, 7), (6, -1)):
         with pytest.raises(UserError, match="--rung-steps"):
             RunConfig(objective="train", train_steps=steps, rung_steps=rung)
+    with pytest.raises(UserError, match="--val-examples"):
+        RunConfig(objective="train", val_examples=-1)
 
 
 def test_api_train_objective_searches_within_budget(tiny_bert: Any) -> None:

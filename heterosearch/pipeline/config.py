@@ -27,6 +27,8 @@ class RunConfig:
     train_steps: int | None = None
     # objective "train": the step of its first successive-halving rung; None = a third of train_steps, 0 = no pruning
     rung_steps: int | None = None
+    # objective "train": validation examples per evaluation; None = 128 with a rung, all without; 0 = all
+    val_examples: int | None = None
     trials: int = 300  # the CLI's default: default_trials(objective)
     train_epochs: float | None = None  # None = the task's (tasks.default_epochs: recipe.EPOCHS, RTE 10); recorded resolved
     max_train_steps: int | None = None
@@ -91,12 +93,12 @@ class RunConfig:
         if self.train_steps is not None and not 1 <= self.train_steps <= 1_000_000:
             raise UserError(f"train_steps (the train objective's steps per trial) must be in [1, 1000000], got {self.train_steps}")
         if self.rung_steps is not None:
-            from heterosearch.optimize.train_objective import TrainObjectiveConfig
-
-            top = self.train_steps or TrainObjectiveConfig.train_steps
+            top = self.train_steps or recipe.TRAIN_OBJECTIVE_STEPS
             if not 0 <= self.rung_steps <= top:
                 raise UserError(f"--rung-steps must be in [0, {top}] (the train objective's steps per trial; 0 = no pruning), "
                                 f"got {self.rung_steps}")
+        if self.val_examples is not None and not 0 <= self.val_examples <= 10**7:
+            raise UserError(f"--val-examples must be in [0, 10000000] (0 = the whole validation split), got {self.val_examples}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
         from heterosearch.train.device import check_precision, resolve_device
@@ -163,7 +165,7 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"objective": "proxy", "train_steps": None, "rung_steps": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
+_DEFAULTS = {"objective": "proxy", "train_steps": None, "rung_steps": None, "val_examples": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
              "precision": "fp32", "scoring": "auto", "score_checkpointing": False,
              "lr_scaling": "none"}  # settings older run folders did not record (before 2026-12-07 every budget trained at lr)
 

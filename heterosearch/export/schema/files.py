@@ -240,6 +240,7 @@ CONFIG = FileSchema(
                     "trials": Int(lo=0),
                     "train_steps": Opt(Int(lo=1)),
                     "rung_steps": Opt(Int(lo=0)),
+                    "val_examples": Opt(Int(lo=0)),
                     "train_epochs": Num(),
                     "max_train_steps": Opt(Int(lo=0)),
                     "seed": Int(lo=0),
