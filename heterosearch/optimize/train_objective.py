@@ -228,9 +228,9 @@ def config_for_steps(steps: int | None, seed: int, rung_steps: int | None = None
     ``val_examples`` (None = 128 with a rung, the whole validation split without one; 0 = the whole
     split): a finalist is evaluated once, after a whole training, so the full split costs seconds
     against minutes and removes a selection noise that mattered: at STS-B 83k the 128-pair subset
-    ranked the knapsack's pick over uniform LoRA on all sites (-0.698 against -0.753) while the full
-    575-pair split ranks them the other way (0.682 against 0.647 val loss, seed 0,
-    ``reports/finalists/``).
+    ranked the knapsack's pick over uniform LoRA on all sites (-0.698 against -0.753) while on the
+    full 575-pair split the verification's seed-0 trainings of the two rank them the other way
+    (0.682 against 0.647 val loss; ``reports/finalists/``).
 
     Why one rung and not the default's 6 steps followed by x3 rungs: each extra rung triples the
     trials started per completed one, and a rung at 6 steps measures little: on STS-B at 41.5k
