@@ -186,11 +186,12 @@ def test_frontier_with_a_trained_objective_reports_its_margin_over_the_knapsack(
                    data_dir=str(glue), objective="train", train_steps=3, trials=2, max_train_steps=2)
     s = doc["search"]["2688"]
     assert s["objective"] == "train" and s["train_steps"] == 3 and s["winner_source"] != "exact"
+    assert s["rung_steps"] == 1  # the default rung: a third of the steps
     search = json.loads((out / "b2688" / "search.json").read_text())
     assert s["best"] == search["best_objective"] and s["knapsack"] == search["exact_objective"]
     assert s["margin"] == pytest.approx(s["best"] - s["knapsack"]) and s["best"] >= s["knapsack"]  # warm:exact is a trial
     text = render_run_report(out).read_text()
-    assert "2,688: train (3 steps per trial), winner from " in text and "against the knapsack pick's" in text
+    assert "2,688: train (3 steps per trial, rung at 1), winner from " in text and "against the knapsack pick's" in text
 
 
 def test_structural_samples_differ_in_structure_and_match_the_budget() -> None:
