@@ -115,7 +115,8 @@ def search(
     recipe's warm-up and decay at ``lr`` on the scoring batches (cycled) and reports minus the
     mean loss on ``val_data`` at successive-halving rungs, ``optimize/train_objective.py``; a
     pruned trial stops early; ``rung_steps``: the rung's step, default a third of ``train_steps``,
-    0 = no pruning, every trial a finalist trained to the end; on MiniLM about 1 s per step and 2 s per rung on 2 CPU threads).
+    0 = no pruning, every trial a finalist trained to the end; on MiniLM about 1 s per step and 2 s
+    per rung on 2 CPU threads).
     ``scoring``: ``"exact"``,
     ``"streaming"`` (per-site sketches, for large models) or ``"auto"``; ``score_micro_batch`` /
     ``gradient_checkpointing`` bound the scoring pass's memory (``proxies/settings.py``). Raises ``UserError`` on bad input.

@@ -200,8 +200,7 @@ def frontier_cmd(
     folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}{suffix}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, objective=objective, train_steps=train_steps, rung_steps=rung_steps,
-                   val_examples=val_examples, model=model,
-                   data_dir=data_dir,
+                   val_examples=val_examples, model=model, data_dir=data_dir,
                    trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, recipe=given,
                    reuse_from=reuse_from,
                    task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})
