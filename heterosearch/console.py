@@ -89,6 +89,10 @@ def print_verify_summary(state: dict[str, Any]) -> None:
                                      + (f" (t-test p {pair['t_test_p']:.3f})" if pair.get("t_test_p") is not None else f" ({pair.get('test', '')})"))
         std = "" if d["std"] is None else f" ± {format_metric(metric, d['std'])}"
         typer.echo(f"{m:<12} test {metric} {format_metric(metric, d['mean'])}{std} (n={d['n']}){extra}")
+    if state.get("selection"):
+        from heterosearch.evidence.selection import describe_selection
+
+        typer.echo(describe_selection(state["selection"]))
 
 
 def print_rank_summary(rep: dict[str, Any]) -> None:
@@ -117,6 +121,11 @@ def print_frontier_summary(doc: dict[str, Any]) -> None:
             ci = p.get("ci95")
             ci_txt = f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else ""
             typer.echo(f"budget {int(b):>9,}: winner - {m:<11} test {metric} {100 * p['mean_diff']:+.1f}{ci_txt} (n={p['n']})")
+    from heterosearch.evidence.selection import describe_selection
+
+    for b, sel in sorted((doc.get("selection") or {}).items(), key=lambda kv: int(kv[0])):
+        if sel:
+            typer.echo(f"budget {int(b):>9,}: {describe_selection(sel)}")
 
 
 def print_catalog() -> None:

@@ -156,6 +156,12 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
         assert "knapsack" not in s and "margin" not in s
     on_disk = json.loads((out / "frontier.json").read_text())
     assert on_disk["points"] == doc["points"]
+    one = doc["selection"]["5376"]  # one seed: no noise estimate, so uniform_all is kept and its margin is 0
+    assert one["selected"] == "uniform_all" and one["val"]["lower_bound"] is None and one["test"]["diffs"] == [0.0]
+    two = doc["selection"]["2688"]
+    gains = [doc["points"]["2688"]["winner"]["val"]["values"][s] - doc["points"]["2688"]["uniform_all"]["val"]["values"][s]
+             for s in ("0", "1")]
+    assert two["val"]["gains"] == pytest.approx(gains) and (two["selected"] == "winner") == (two["val"]["lower_bound"] > 0)
 
     counter.calls.clear()
     again = frontier(**kwargs)  # resumes: nothing retrained, the same numbers
@@ -166,6 +172,7 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
     text = render_run_report(out).read_text()
     assert "Accuracy against budget" in text and "plots/frontier.png" in text and (out / "plots/frontier.png").is_file()
     assert "Search per budget" in text and "2,688: proxy, winner from " in text
+    assert "Validated pick per budget" in text and "5,376: uniform_all (1 seed: no estimate" in text
 
     with pytest.raises(UserError, match="other settings"):
         frontier(**{**kwargs, "proxy": "grad_norm"})

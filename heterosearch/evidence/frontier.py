@@ -12,7 +12,9 @@ to ``FIRST_PASS_SEEDS`` seeds, then the extra seeds of the budgets that ask for 
 (budget -> n), ``methods``, ``metric``, ``splits`` (what each split is for), ``points``
 (budget -> method -> params, per-split mean/std/values, trivial count) and ``paired``
 (budget -> method -> winner - method on the test split: diffs, mean, 95 % interval, seeds
-needed for a 1-point difference, t-test p), ``reuse_from``, ``status`` (complete/partial), ``argv``,
+needed for a 1-point difference, t-test p), ``selection`` (budget -> the validated pick of
+``selection.py``: the winner only where it beats uniform_all on the validation split by more than
+the seed noise), ``reuse_from``, ``status`` (complete/partial), ``argv``,
 ``versions``.
 """
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from heterosearch.evidence.selection import select
 from heterosearch.evidence.statistics import summarize
 from heterosearch.export.schema import read_run_file
 from heterosearch.pipeline.files import SEARCH_FILE, VERIFY_SEEDS_FILE
@@ -23,10 +24,12 @@ def budget_folder(out: Path, budget: int) -> Path:
 
 
 def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
-    """Points and paired differences per budget, from each budget folder's verify_seeds.json."""
+    """Points and paired differences per budget, and the validated pick (``selection.py``; None where
+    uniform_all was not verified), from each budget folder's verify_seeds.json."""
     points: dict[str, Any] = {}
     paired: dict[str, Any] = {}
     searches: dict[str, Any] = {}
+    selections: dict[str, Any] = {}
     metric = None
     splits = None
     for b in budgets:
@@ -62,13 +65,15 @@ def summarize_frontier(out: Path, budgets: Sequence[int]) -> dict[str, Any]:
                 if block:
                     point[split] = {k: block[k] for k in ("mean", "std", "n", "values")}
             points[str(b)][m] = point
+        selections[str(b)] = select(summary, metric)
         test = (summary.get("test") or {}).get(metric, {}).get("paired", {})
         paired[str(b)] = {
             m: {k: p.get(k) for k in ("n", "diffs", "mean_diff", "std_diff", "ci95", "seeds_for_1pt", "wins", "losses",
                                        "ties", "t_test_p", "wilcoxon_p")}
             for m, p in test.items()
         }
-    return {"metric": metric, "splits": splits, "points": points, "paired": paired, "search": searches}
+    return {"metric": metric, "splits": splits, "points": points, "paired": paired, "search": searches,
+            "selection": selections}
 
 
 def search_point(folder: Path) -> dict[str, Any] | None:

@@ -6,7 +6,9 @@ data order, schedule, head initialisation and adapter seed for every method at a
 seed), writes ``RUN/verify_seeds.json`` after each pair (a rerun skips finished pairs),
 then summarises: mean and standard deviation (ddof=1) per method, and the paired
 difference winner - baseline per seed, with a paired t-test and a Wilcoxon signed-rank
-test when there are at least 3 seeds (``verify/statistics.py``).
+test when there are at least 3 seeds (``verify/statistics.py``); and the validated pick
+(``evidence/selection.py``): the winner only if it beats uniform LoRA on all sites on the
+validation split by more than the seed noise, else uniform LoRA on all sites.
 
 ``verify_seeds.json`` schema (version 1): ``run``, ``task``, ``budget``, ``winner_params``,
 ``metric`` (the task's main metric), ``seeds``, ``methods`` (per method: the plan,
@@ -14,7 +16,8 @@ test when there are at least 3 seeds (``verify/statistics.py``).
 ``unavailable`` (method -> reason), ``train_config`` (without the seed), ``runs``
 (``"method/seed"`` -> metrics per split, params, steps, seconds, ...), ``summary``
 (split -> metric -> ``methods`` {mean, std, n, values} and ``paired`` {method: diffs,
-mean, std, t-test and Wilcoxon p}), ``timings``.
+mean, std, t-test and Wilcoxon p}), ``selection`` (the validated pick, or None when uniform_all
+was not verified), ``timings``.
 """
 
 from __future__ import annotations
@@ -286,6 +289,9 @@ def _verify_run(
         if own:
             queue.set_closed(True)
     state["summary"] = summarize({k: v for k, v in runs.items() if v["seed"] in state["seeds"]}, state["methods_order"])
+    from heterosearch.evidence.selection import select
+
+    state["selection"] = select(state["summary"], state["metric"])  # None: uniform_all not verified
     timings["last_invocation"] = time.perf_counter() - t_start
     state["timings"] = timings
     write_json(path, state)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from heterosearch.errors import UserError
+from heterosearch.evidence.selection import RULE as SELECTION_RULE
+from heterosearch.evidence.selection import describe_selection
 from heterosearch.export.schema import read_run_file
 from heterosearch.tasks._metrics import LOWER_IS_BETTER, REPORTED, format_metric
 
@@ -126,6 +128,9 @@ def verify_section(v: Mapping[str, Any], plot: str | None) -> list[str]:
             f"{sched}.",
             "",
         ]
+    if v.get("selection"):
+        line = describe_selection(v["selection"])
+        out += [line[0].upper() + line[1:] + f". Rule: {SELECTION_RULE}.", ""]
     if v.get("unavailable"):
         out += ["Not run: " + "; ".join(f"{m} ({why})" for m, why in v["unavailable"].items()), ""]
     out += [f"Test split: {v.get('test_split', '-')}.", ""]
@@ -193,6 +198,10 @@ def frontier_section(f: Mapping[str, Any], plot: str | None) -> list[str]:
     if rates:
         out += ["Peak learning rate per budget (recipe.py: LoRA's falls once uniform LoRA on all sites has rank > 2; "
                 "AdaLoRA has its own): " + " | ".join(rates) + ".", ""]
+    picks = [f"{int(b):,}: {describe_selection(sel).removeprefix('validated pick: ')}" for b, sel in sorted((f.get("selection") or {}).items(),
+                                                                          key=lambda kv: int(kv[0])) if sel]
+    if picks:
+        out += ["Validated pick per budget (`evidence/selection.py`: " + SELECTION_RULE + "): " + " | ".join(picks) + ".", ""]
     searches = [_search_line(b, s) for b, s in sorted(f.get("search", {}).items(), key=lambda kv: int(kv[0]))]
     if searches:
         out += ["Search per budget (the winner's source; a non-additive objective's value for its winner and for "

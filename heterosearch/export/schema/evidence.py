@@ -54,6 +54,16 @@ _SEED_RUN = Obj(
     },
     what="a trained (method, seed) record",
 )
+# evidence/selection.py: the validated pick (winner or uniform_all) and the evidence it was made on
+_SELECTION = Obj(
+    {"selected": Str(), "reference": Str(), "candidate": Str(), "metric": Str(),
+     "val": Obj({"seeds": ListOf(AnyValue()), "gains": ListOf(Num()), "mean_gain": Num(), "lower_bound": Opt(Num())},
+                what="the validation evidence")},
+    {"rule": Str(), "why": Str(),
+     "test": Obj({"diffs": ListOf(Num()), "mean_diff": Num()},
+                 {"seeds": ListOf(AnyValue()), "ci95": Opt(ListOf(Num(), 2, 2)), "mean": Num()}, what="the pick's test values")},
+    what="a validated pick",
+)
 VERIFY_SEEDS = FileSchema(
     title="multi-seed verification",
     spec=Obj(
@@ -70,6 +80,7 @@ VERIFY_SEEDS = FileSchema(
             "timings": MapOf(Num(), what="an object of name -> seconds"),
             "summary": MapOf(MapOf(Obj({"methods": MapOf(_STAT), "paired": MapOf(_PAIRED)}, what="a metric's summary"),
                                    key_what="a metric name"), key_what="a split name"),
+            "selection": Opt(_SELECTION),
         },
     ),
     writer="heterosearch verify RUN",
@@ -176,6 +187,7 @@ FRONTIER = FileSchema(
                     what="a budget's search"),
                 key=_BUDGET, key_what="a budget",
             ),
+            "selection": MapOf(Opt(_SELECTION), key=_BUDGET, key_what="a budget"),
         },
     ),
     writer="heterosearch frontier",
