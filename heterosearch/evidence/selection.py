@@ -75,9 +75,11 @@ def select(summary: Mapping[str, Any], metric: str, reference: str = REFERENCE,
     elif picked:
         why = (f"validation gain {k * mean:+.{digits}f}{unit} over {len(seeds)} seeds, one-sided 95 % lower bound "
                f"{k * bound:+.{digits}f} > 0")
-    else:
+    elif mean > 0:
         why = (f"validation gain {k * mean:+.{digits}f}{unit} over {len(seeds)} seeds is within the seed noise "
                f"(one-sided 95 % lower bound {k * bound:+.{digits}f} <= 0)")
+    else:
+        why = f"validation gain {k * mean:+.{digits}f}{unit} over {len(seeds)} seeds: the winner is not better"
     selected = candidate if picked else reference
     out: dict[str, Any] = {
         "rule": RULE, "reference": reference, "candidate": candidate, "selected": selected, "metric": metric,
