@@ -101,6 +101,7 @@ def search(
     lr: float = 1e-3,
     train_steps: int | None = None,
     rung_steps: int | None = None,
+    trial_seeds: int = 1,
 ) -> SearchResult:
     """Search where ``model``'s LoRA parameters go under ``budget`` (see the module doc).
 
@@ -116,7 +117,9 @@ def search(
     mean loss on ``val_data`` at successive-halving rungs, ``optimize/train_objective.py``; a
     pruned trial stops early; ``rung_steps``: the rung's step, default a third of ``train_steps``,
     0 = no pruning, every trial a finalist trained to the end; on MiniLM about 1 s per step and 2 s
-    per rung on 2 CPU threads).
+    per rung on 2 CPU threads; ``trial_seeds``: trainings per trial, each at its own seed and batch
+    order, the value their mean; from 2 on, the winner must beat the uniform-all-sites warm start
+    seed by seed by more than the noise, else that baseline is returned).
     ``scoring``: ``"exact"``,
     ``"streaming"`` (per-site sketches, for large models) or ``"auto"``; ``score_micro_batch`` /
     ``gradient_checkpointing`` bound the scoring pass's memory (``proxies/settings.py``). Raises ``UserError`` on bad input.
@@ -156,7 +159,7 @@ def search(
     elif objective == "train":
         from heterosearch.optimize.train_objective import config_for_steps
 
-        la_cfg = config_for_steps(train_steps, seed, rung_steps)
+        la_cfg = config_for_steps(train_steps, seed, rung_steps, seeds=trial_seeds)
     held_out = (getattr(la_cfg, "val_batches", TRAIN_VAL_BATCHES) if la_cfg is not None and val_data is None else 0)
     batches = _batches(train_data, tokenizer, model, batch_size, max_length, score_batches + held_out, seed)
     if held_out and len(batches) <= score_batches:

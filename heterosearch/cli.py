@@ -52,6 +52,7 @@ from heterosearch.options import (
     TaskOpt,
     TextColumnsOpt,
     TrainStepsOpt,
+    TrialSeedsOpt,
     ValExamplesOpt,
     WarmupOpt,
     check_common,
@@ -108,6 +109,7 @@ def run(
     train_steps: TrainStepsOpt = None,
     rung_steps: RungStepsOpt = None,
     val_examples: ValExamplesOpt = None,
+    trial_seeds: TrialSeedsOpt = None,
     train_epochs: EpochsOpt = None,
     max_train_steps: StepsOpt = None,
     seed: SeedOpt = 0,
@@ -148,7 +150,7 @@ def run(
                   train_epochs=train_epochs, batch_size=batch_size, max_length=max_length, split_seed=split_seed)
     check_recipe(lr=lr, warmup=warmup, lora_dropout=lora_dropout, lr_scaling=lr_scaling)
     cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials, train_steps=train_steps,
-                    rung_steps=rung_steps, val_examples=val_examples,
+                    rung_steps=rung_steps, val_examples=val_examples, trial_seeds=trial_seeds,
                     train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, data_dir=data_dir, out=out, score_batches=score_batches,
                     storage=storage, lr=lr, lr_scaling=lr_scaling, warmup=warmup, batch_size=batch_size, max_length=max_length, lora_dropout=lora_dropout,
                     val_fraction=val_fraction, split_seed=split_seed, device=device, precision=precision,
@@ -201,6 +203,7 @@ def search(
     train_steps: TrainStepsOpt = None,
     rung_steps: RungStepsOpt = None,
     val_examples: ValExamplesOpt = None,
+    trial_seeds: TrialSeedsOpt = None,
     storage: StorageOpt = None,
 ) -> None:
     """Search the allocation under the budget (Optuna + exact optimum) into RUN/search.json.
@@ -211,7 +214,7 @@ def search(
     from heterosearch.pipeline import Run, stage_score, stage_search
 
     r = Run.reopen(run_dir, budget=parse_budget_option(budget), proxy=proxy, objective=objective, trials=trials,
-                   train_steps=train_steps, rung_steps=rung_steps, val_examples=val_examples,
+                   train_steps=train_steps, rung_steps=rung_steps, val_examples=val_examples, trial_seeds=trial_seeds,
                    storage=storage)
     r.require_budget()
     winner, _ = stage_search(r, stage_score(r))

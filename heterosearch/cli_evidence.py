@@ -41,6 +41,7 @@ from heterosearch.options import (
     TaskOpt,
     TextColumnsOpt,
     TrainStepsOpt,
+    TrialSeedsOpt,
     ValExamplesOpt,
     WarmupOpt,
     check_common,
@@ -161,6 +162,7 @@ def frontier_cmd(
     train_steps: TrainStepsOpt = None,
     rung_steps: RungStepsOpt = None,
     val_examples: ValExamplesOpt = None,
+    trial_seeds: TrialSeedsOpt = None,
     model: ModelOpt = None,
     data_dir: DataOpt = None,
     trials: Annotated[Optional[int], typer.Option(help="Optuna trials per budget (default 300, with --objective train 12).")] = None,
@@ -200,7 +202,7 @@ def frontier_cmd(
     folder = out or f"runs/frontier-{task_slug(task)}-{Path(space).stem}-{proxy}{suffix}"
     doc = frontier(task=task, budgets=[b for b in parsed if b is not None], seeds=counts, out=folder, methods=methods,
                    space=space, proxy=proxy, objective=objective, train_steps=train_steps, rung_steps=rung_steps,
-                   val_examples=val_examples, model=model, data_dir=data_dir,
+                   val_examples=val_examples, trial_seeds=trial_seeds, model=model, data_dir=data_dir,
                    trials=trials, train_epochs=train_epochs, max_train_steps=max_train_steps, seed=seed, recipe=given,
                    reuse_from=reuse_from,
                    task_options={"text_columns": text_columns, "label_column": label_column, "problem": problem})

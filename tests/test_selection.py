@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from heterosearch.evidence.selection import describe_selection, lower_bound, select
-from heterosearch.evidence.statistics import summarize
+from heterosearch.evidence.selection import describe_selection, select
+from heterosearch.evidence.statistics import lower_bound, summarize
 
 
 def _runs(val: dict[str, list[float]], test: dict[str, list[float]], metric: str = "accuracy") -> dict[str, Any]:

@@ -141,6 +141,127 @@ def test_rung_steps_zero_trains_every_trial_to_the_end(scored: Path, tmp_path: P
     assert json.loads((run_dir / "config.json").read_text())["config"]["rung_steps"] == 0
 
 
+def test_trial_seeds_average_seeds_and_the_winner_must_beat_uniform_all_seed_by_seed(scored: Path, tmp_path: Path) -> None:
+    # --trial-seeds 2: every finalist trains at seeds 0 and 1; its value is the mean, and the winner is the best mean
+    # only if it beats the warm:uniform_all trial by more than the seed noise (optimize/study.py tie_rule)
+    import shutil
+
+    import optuna
+
+    from heterosearch.evidence.statistics import lower_bound
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(scored, run_dir)
+    s, _ = search(run_dir, trials=4, rung_steps=0, trial_seeds=2)
+    study = study_of(run_dir)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 4 and s["train"]["seeds"] == 2
+    for t in trials:
+        per_seed = t.user_attrs["seed_values"]
+        assert set(per_seed) == {"0", "1"} and t.value == pytest.approx((per_seed["0"] + per_seed["1"]) / 2)
+        assert list(t.intermediate_values) == [STEPS] and t.intermediate_values[STEPS] == pytest.approx(t.value)
+    assert any(t.user_attrs["seed_values"]["0"] != t.user_attrs["seed_values"]["1"] for t in trials)  # seeds differ
+    best = max(trials, key=lambda t: (t.value, -t.number))
+    ref = next(t for t in trials if t.user_attrs["source"] == "warm:uniform_all")
+    if best.number == ref.number:
+        assert "tie_rule" not in s["train"] and s["winner_trial"] == ref.number
+    else:
+        tie = s["train"]["tie_rule"]
+        gains = [best.user_attrs["seed_values"][k] - ref.user_attrs["seed_values"][k] for k in ("0", "1")]
+        assert tie["best_trial"] == best.number and tie["reference_trial"] == ref.number
+        assert tie["gains"] == pytest.approx(gains) and tie["lower_bound"] == pytest.approx(lower_bound(gains))
+        assert s["winner_trial"] == (ref.number if tie["lower_bound"] <= 0 else best.number)
+        assert tie["kept_reference"] == (tie["lower_bound"] <= 0)
+        assert study.user_attrs["heterosearch.winner_trial"] == s["winner_trial"]
+    assert json.loads((run_dir / "config.json").read_text())["config"]["trial_seeds"] == 2
+    from heterosearch.evidence.frontier_summary import search_point
+    from heterosearch.report.render import _search_line
+
+    point = search_point(run_dir)  # what a frontier report says of this search
+    assert point["trial_seeds"] == 2 and point["tie_rule"] == s["train"].get("tie_rule")
+    line = _search_line(str(BUDGET), point)
+    assert f"({STEPS} steps per trial, 2 seeds, no pruning)" in line
+    assert ("tie rule: trial" in line) == (point["tie_rule"] is not None)
+    tie = {"best_trial": 3, "mean_gain": 0.01, "lower_bound": -0.02, "kept_reference": True}
+    assert "tie rule: trial 3 against uniform_all, gain +0.0100 (bound -0.0200): uniform_all kept" in \
+        _search_line(str(BUDGET), {**point, "tie_rule": tie})
+
+
+class FakeTrial:
+    def __init__(self, number: int, source: str = "sampler", seed_values: dict[str, float] | None = None,
+                 prune_at: int | None = None) -> None:
+        self.number, self.user_attrs, self.prune_at = number, {"source": source}, prune_at
+        if seed_values is not None:
+            self.user_attrs["seed_values"] = seed_values
+        self.reports: list[tuple[int, float]] = []
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+    def should_prune(self) -> bool:
+        return self.reports[-1][0] == self.prune_at
+
+
+def test_tie_rule_switches_only_above_the_noise() -> None:
+    from heterosearch.optimize.study import tie_rule
+
+    ref = FakeTrial(2, "warm:uniform_all", {"0": -0.50, "1": -0.52, "2": -0.51})
+    clear = FakeTrial(5, seed_values={"0": -0.45, "1": -0.46, "2": -0.44})  # gains 0.05-0.07 on every seed
+    noisy = FakeTrial(6, seed_values={"0": -0.40, "1": -0.60, "2": -0.45})  # best mean (-0.483), one seed loses
+    won, ev = tie_rule(clear, [ref, clear, noisy])
+    assert won is clear and ev["kept_reference"] is False and ev["lower_bound"] > 0
+    assert ev["gains"] == pytest.approx([0.05, 0.06, 0.07]) and ev["seeds"] == [0, 1, 2]
+    won, ev = tie_rule(noisy, [ref, clear, noisy])
+    assert won is ref and ev["kept_reference"] is True and ev["mean_gain"] == pytest.approx(0.0267, abs=1e-4)
+    assert tie_rule(ref, [ref, clear]) == (ref, None)  # the reference itself won
+    one_seed = FakeTrial(7, seed_values={"0": -0.1})
+    assert tie_rule(one_seed, [ref, one_seed]) == (one_seed, None)  # one seed: no noise estimate, no rule
+    assert tie_rule(clear, [clear, noisy]) == (clear, None)  # no uniform_all trial
+
+
+def test_several_seeds_per_trial_report_the_first_seed_at_rungs_and_the_mean_at_the_end() -> None:
+    import optuna
+
+    from heterosearch.optimize.train_objective import TrainObjective, TrainObjectiveConfig
+
+    trained: list[int] = []
+
+    def train(allocation: Any, on_step: Any, seed: int) -> None:
+        trained.append(seed)
+        for step in range(1, 7):
+            on_step(step, {"seed": seed, "step": step})
+
+    class Model(dict):
+        def train(self) -> None:
+            pass
+
+    def validate(model: Any) -> float:
+        return -1.0 + 0.01 * model["step"] + 0.1 * model["seed"]
+
+    class Alloc:
+        def to_dict(self) -> dict[str, Any]:
+            return {"lora": {"L0.q": 1}}
+
+    cfg = TrainObjectiveConfig(train_steps=6, rung_steps=2, seeds=3, seed=4)
+    objective = TrainObjective(lambda a, cb, seed: train(a, lambda d, m: cb(d, Model(m)), seed), validate,
+                               lambda choice: Alloc(), cfg)
+    trial = FakeTrial(0)
+    value = objective({}, trial)
+    assert trained == [4, 5, 6] and value == pytest.approx(-0.94 + 0.5)  # mean of seeds 4, 5, 6 at step 6
+    assert trial.reports == [(2, pytest.approx(-0.98 + 0.4)), (6, pytest.approx(value))]  # the first seed's rung, the mean
+    assert trial.user_attrs["seed_values"] == {"4": pytest.approx(-0.54), "5": pytest.approx(-0.44), "6": pytest.approx(-0.34)}
+    pruned = FakeTrial(1, prune_at=2)
+    trained.clear()
+    objective._cache.clear()
+    with pytest.raises(optuna.TrialPruned):
+        objective({}, pruned)
+    assert trained == [4]  # pruned on the first seed's rung: the other seeds never train
+    assert "seeds" not in TrainObjectiveConfig().to_dict() and TrainObjectiveConfig(seeds=2).to_dict()["seeds"] == 2
+
+
 def test_train_objective_settings_are_checked() -> None:
     from heterosearch.optimize.train_objective import TrainObjectiveConfig
 
@@ -179,6 +300,9 @@ def test_bad_train_steps_is_a_user_error() -> None:
             RunConfig(objective="train", train_steps=steps, rung_steps=rung)
     with pytest.raises(UserError, match="--val-examples"):
         RunConfig(objective="train", val_examples=-1)
+    for bad in ({"objective": "train", "trial_seeds": 0}, {"objective": "proxy", "trial_seeds": 2}):
+        with pytest.raises(UserError, match="--trial-seeds"):
+            RunConfig(**bad)
 
 
 def test_api_train_objective_searches_within_budget(tiny_bert: Any) -> None:
@@ -193,6 +317,11 @@ def test_api_train_objective_searches_within_budget(tiny_bert: Any) -> None:
     assert result.objective_name == "train" and result.params <= 600
     assert result.objective < 0  # minus a mean validation loss
     assert result.winner_source == "optuna" or result.winner_source.startswith("warm:")
+    two = heterosearch.search(tiny_bert(), batches, budget=600, objective="train", score_batches=2, trials=3,
+                              train_steps=2, rung_steps=0, trial_seeds=2)
+    assert two.params <= 600 and two.objective < 0
+    with pytest.raises(UserError, match="trial seeds"):
+        heterosearch.search(tiny_bert(), batches, budget=600, objective="train", score_batches=2, trial_seeds=0)
 
 
 def test_run_command_with_train_objective(tmp_path: Path) -> None:
@@ -216,3 +345,9 @@ def test_run_command_with_train_objective(tmp_path: Path) -> None:
                                    "--rung-steps", "7"], env={"HETEROSEARCH_QUIET": "1"})
     assert bad.exit_code == 2 and "--rung-steps must be in [0, 6]" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "bad").exists()
+    for extra, says in ((["--objective", "proxy", "--trial-seeds", "2"], "--trial-seeds applies to --objective train"),
+                        (["--objective", "train", "--trial-seeds", "0"], "--trial-seeds must be in [1, 100]")):
+        bad = CliRunner().invoke(app, ["run", "--budget", "2k", "--model", str(model), "--data-dir", str(data),
+                                       "--out", str(tmp_path / "bad"), *extra], env={"HETEROSEARCH_QUIET": "1"})
+        assert bad.exit_code == 2 and says in bad.output and "Traceback" not in bad.output
+        assert not (tmp_path / "bad").exists()

@@ -63,6 +63,7 @@ def frontier(
     train_steps: int | None = None,
     rung_steps: int | None = None,
     val_examples: int | None = None,
+    trial_seeds: int | None = None,
     model: str | None = None,
     data_dir: str | None = None,
     trials: int = 300,
@@ -130,7 +131,7 @@ def frontier(
         folder = budget_folder(out, b)
         cfg = RunConfig(budget=b, task=task, model=model, space=space, proxy=proxy, objective=objective, trials=trials,
                         train_steps=train_steps, rung_steps=rung_steps,
-                        val_examples=val_examples, seed=seed,
+                        val_examples=val_examples, trial_seeds=trial_seeds, seed=seed,
                         data_dir=data_dir, out=str(folder), **(task_options or {}),
                         **({"train_epochs": train_epochs} if train_epochs is not None else {}),
                         max_train_steps=max_train_steps, **(recipe or {}))

@@ -90,5 +90,5 @@ def search_point(folder: Path) -> dict[str, Any] | None:
     if isinstance(section, dict):  # lookahead / train: the knapsack pick is the trial warm:exact
         out.update(best=s.get("best_objective"), knapsack=s.get("exact_objective"), margin=section.get("margin_over_exact"),
                    pruned=section.get("pruned_trials"), train_steps=section.get("train_steps"),
-                   rung_steps=section.get("rung_steps"))
+                   rung_steps=section.get("rung_steps"), trial_seeds=section.get("seeds"), tie_rule=section.get("tie_rule"))
     return out

@@ -21,13 +21,11 @@ the reference is kept, the pick's margin over the reference is exactly 0.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 REFERENCE = "uniform_all"
 CANDIDATE = "winner"
-CONFIDENCE = 0.95  # one-sided
 RULE = ("the winner if its paired gain over uniform_all on the validation split has a one-sided 95 % t lower "
         "bound above 0 (n >= 2 seeds); else uniform_all")
 
@@ -35,18 +33,6 @@ RULE = ("the winner if its paired gain over uniform_all on the validation split 
 def _values(summary: Mapping[str, Any], split: str, metric: str, method: str) -> dict[str, float]:
     block = ((summary.get(split) or {}).get(metric) or {}).get("methods", {}).get(method) or {}
     return {str(s): float(v) for s, v in (block.get("values") or {}).items() if v is not None}
-
-
-def lower_bound(gains: list[float], confidence: float = CONFIDENCE) -> float | None:
-    """One-sided Student-t lower bound of the mean gain (None for fewer than 2 values)."""
-    from scipy import stats
-
-    n = len(gains)
-    if n < 2:
-        return None
-    mean = sum(gains) / n
-    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1))
-    return float(mean - stats.t.ppf(confidence, n - 1) * sd / math.sqrt(n))
 
 
 def select(summary: Mapping[str, Any], metric: str, reference: str = REFERENCE,
@@ -57,7 +43,7 @@ def select(summary: Mapping[str, Any], metric: str, reference: str = REFERENCE,
     Returns ``selected`` (``candidate`` or ``reference``), ``why``, the validation evidence (``val``: seeds,
     gains, mean gain, lower bound) and, for the pick, its test values against the reference's (``test``:
     the differences pick - reference per seed, their mean, and the pick's mean)."""
-    from heterosearch.evidence.statistics import paired_interval
+    from heterosearch.evidence.statistics import lower_bound, paired_interval
     from heterosearch.tasks._metrics import LOWER_IS_BETTER
 
     a, b = _values(summary, "val", metric, candidate), _values(summary, "val", metric, reference)

@@ -54,6 +54,20 @@ def paired_interval(diffs: Sequence[float] | np.ndarray, level: float = 0.95) ->
     return [float(d.mean() - half), float(d.mean() + half)]
 
 
+def lower_bound(gains: Sequence[float], confidence: float = 0.95) -> float | None:
+    """One-sided Student-t lower bound of the mean: mean - t_{confidence, n-1} * sd / sqrt(n) (None for n < 2).
+
+    The tie rules (``evidence/selection.py``, ``optimize/study.py``) switch away from the reference only
+    when this bound on the paired gains is above 0."""
+    from scipy import stats
+
+    d = np.asarray(gains, dtype=np.float64)
+    n = len(d)
+    if n < 2:
+        return None
+    return float(d.mean() - stats.t.ppf(confidence, n - 1) * d.std(ddof=1) / math.sqrt(n))
+
+
 def seeds_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8, cap: int = 10_000) -> int | None:
     """Seeds a paired t-test needs to detect a true difference ``delta`` at the paired spread ``sd``.
 

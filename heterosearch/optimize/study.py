@@ -60,6 +60,7 @@ __all__ = [  # the names other modules use from here (storage and objective name
     "load_problem", "make_sampler", "open_storage", "prepare_study", "run_search", "trial_choice",
 ]
 
+WINNER_ATTR = "heterosearch.winner_trial"  # study user attr: set when the tie rule picked another trial than best_trial
 TRIALS_ATTR = "heterosearch.n_trials"  # study user attr: how many COMPLETE trials were asked for
 POLL_SECONDS = 0.5  # how often a process waits for other processes' last trials
 IN_MEMORY = ":memory:"  # storage of a study nobody else joins (the Python API): no file written
@@ -89,6 +90,7 @@ class SearchResult:
     best_source: str = ""  # its ``source``: "sampler" (Optuna's own point, maybe repaired), "baseline", "warm:<name>"
     exact_trial_value: float | None = None  # the objective at the knapsack's pick, if it ran as a (warm-start) trial
     pruned_trials: int = 0  # trials the study's pruner stopped (objective train; budget and surplus prunes not counted)
+    tie_rule: dict[str, Any] | None = None  # the best trial against warm:uniform_all seed by seed (tie_rule())
 
     @property
     def ratio(self) -> float:
@@ -257,8 +259,12 @@ def run_search(
         for t in complete_trials
     ]
     best_number, best_source = None, ""
+    tie = None
     if feasible:
         best = max(feasible, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
+        best, tie = tie_rule(best, feasible)
+        if tie is not None:  # Optuna's own best_trial is the highest mean; say which trial heterosearch chose
+            study.set_user_attr(WINNER_ATTR, best.number)
         best_choice = trial_choice(best)
         best_value, best_params = float(best.value), int(best.user_attrs["params"])
         best_number, best_source = best.number, str(best.user_attrs.get(SOURCE_ATTR, SAMPLER_SOURCE))
@@ -280,6 +286,7 @@ def run_search(
         best_source=best_source,
         exact_trial_value=exact_trial_value,
         pruned_trials=pruned,
+        tie_rule=tie,
         trials=len(complete_trials),
         feasible_trials=len(feasible),
         seconds=seconds,
@@ -289,6 +296,38 @@ def run_search(
         storage=describe(where),
         study_name=study_name,
     )
+
+
+REFERENCE_SOURCE = "warm:uniform_all"
+
+
+def tie_rule(best: Any, trials: list[Any]) -> tuple[Any, dict[str, Any] | None]:
+    """Keep the ``warm:uniform_all`` trial unless ``best`` beats it by more than the seed noise.
+
+    Applies when both trials recorded a value per seed (``seed_values``: the train objective with
+    ``--trial-seeds`` >= 2) over at least 2 common seeds: ``best`` stays the winner only if the paired
+    gains best - reference have a one-sided 95 % t lower bound above 0 (``evidence.statistics.lower_bound``),
+    else the reference wins. Why: one seed's validation value does not separate near-equal finalists
+    (MRPC 83k: four within 0.009 loss; the pick lost 2.1 test points to uniform LoRA on all sites), and
+    uniform LoRA on all sites is what a user already has. Returns (winner, the evidence or None)."""
+    from heterosearch.evidence.statistics import lower_bound
+    from heterosearch.optimize.train_objective import SEED_VALUES_ATTR
+
+    refs = [t for t in trials if t.user_attrs.get(SOURCE_ATTR) == REFERENCE_SOURCE]
+    if not refs or refs[0].number == best.number:
+        return best, None
+    ref = refs[0]
+    a, b = best.user_attrs.get(SEED_VALUES_ATTR) or {}, ref.user_attrs.get(SEED_VALUES_ATTR) or {}
+    seeds = sorted(set(a) & set(b), key=int)
+    if len(seeds) < 2:
+        return best, None
+    gains = [float(a[s]) - float(b[s]) for s in seeds]
+    bound = lower_bound(gains)
+    kept = bound is None or bound <= 0
+    evidence = {"best_trial": best.number, "reference_trial": ref.number, "reference": REFERENCE_SOURCE,
+                "seeds": [int(s) for s in seeds], "gains": gains, "mean_gain": sum(gains) / len(gains),
+                "lower_bound": bound, "kept_reference": kept}
+    return (ref if kept else best), evidence
 
 
 def _same_active(problem: Any, a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -29,6 +29,9 @@ class RunConfig:
     rung_steps: int | None = None
     # objective "train": validation examples per evaluation; None = 128 with a rung, all without; 0 = all
     val_examples: int | None = None
+    # objective "train": trainings per trial at seed, seed + 1, ...; the value is their mean, and the winner
+    # must beat the warm:uniform_all trial by more than the seed noise; None = 1
+    trial_seeds: int | None = None
     trials: int = 300  # the CLI's default: default_trials(objective)
     train_epochs: float | None = None  # None = the task's (tasks.default_epochs: recipe.EPOCHS, RTE 10); recorded resolved
     max_train_steps: int | None = None
@@ -99,6 +102,11 @@ class RunConfig:
                                 f"got {self.rung_steps}")
         if self.val_examples is not None and not 0 <= self.val_examples <= 10**7:
             raise UserError(f"--val-examples must be in [0, 10000000] (0 = the whole validation split), got {self.val_examples}")
+        if self.trial_seeds is not None:
+            if not 1 <= self.trial_seeds <= 100:
+                raise UserError(f"--trial-seeds must be in [1, 100], got {self.trial_seeds}")
+            if self.objective != "train":
+                raise UserError(f"--trial-seeds applies to --objective train (this run's objective is {self.objective})")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UserError(f"--max-train-steps must be >= 1, got {self.max_train_steps}")
         from heterosearch.train.device import check_precision, resolve_device
@@ -165,7 +173,7 @@ def resolve_device_name(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-_DEFAULTS = {"objective": "proxy", "train_steps": None, "rung_steps": None, "val_examples": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
+_DEFAULTS = {"objective": "proxy", "train_steps": None, "rung_steps": None, "val_examples": None, "trial_seeds": None, "warmup": 0.06, "lora_dropout": 0.0, "val_fraction": 0.1, "split_seed": 0, "device": "auto",
              "precision": "fp32", "scoring": "auto", "score_checkpointing": False,
              "lr_scaling": "none"}  # settings older run folders did not record (before 2026-12-07 every budget trained at lr)
 

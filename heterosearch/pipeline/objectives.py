@@ -63,6 +63,8 @@ def summary_section(name: str, setup: dict[str, Any], result: Any, exact_value: 
     else:
         out["rungs"] = evaluate.cfg.rungs()
         out["pruned_trials"] = result.pruned_trials  # stopped by the pruner (budget repairs are not counted)
+        if result.tie_rule is not None:  # --trial-seeds >= 2: the best trial against warm:uniform_all, seed by seed
+            out["tie_rule"] = result.tie_rule
     return out
 
 

@@ -215,12 +215,20 @@ def _search_line(budget: str, s: Mapping[str, Any]) -> str:
     line = f"{int(budget):,}: {s['objective']}"
     if s.get("train_steps"):
         rung = s.get("rung_steps")
-        line += f" ({s['train_steps']} steps per trial" + (", no pruning" if rung == 0 else f", rung at {rung}" if rung else "") + ")"
+        seeds = f", {s['trial_seeds']} seeds" if (s.get("trial_seeds") or 1) > 1 else ""
+        line += (f" ({s['train_steps']} steps per trial{seeds}"
+                 + (", no pruning" if rung == 0 else f", rung at {rung}" if rung else "") + ")")
     line += f", winner from {s.get('winner_source') or '-'}"
     if s.get("trials") is not None:
         line += f", {s['trials']} trials" + (f" ({s['pruned']} pruned)" if s.get("pruned") is not None else "")
     if s.get("best") is not None and s.get("knapsack") is not None:
         line += f", {s['best']:.4f} against the knapsack pick's {s['knapsack']:.4f} ({s['best'] - s['knapsack']:+.4f})"
+    tie = s.get("tie_rule")
+    if tie:
+        bound = tie.get("lower_bound")
+        line += (f", tie rule: trial {tie['best_trial']} against uniform_all, gain {tie['mean_gain']:+.4f} (bound "
+                 + ("-" if bound is None else f"{bound:+.4f}") + "): "
+                 + ("uniform_all kept" if tie.get("kept_reference") else "the best trial kept"))
     if s.get("seconds") is not None:
         line += f", {s['seconds'] / 60:.0f} min" if s["seconds"] >= 60 else f", {s['seconds']:.0f} s"
     return line

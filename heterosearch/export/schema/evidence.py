@@ -183,7 +183,8 @@ FRONTIER = FileSchema(
             "search": MapOf(
                 Obj({"objective": Str()},
                     {"winner_source": Opt(Str()), "trials": Opt(COUNT), "seconds": Opt(Num(lo=0)), "best": Opt(Num()),
-                     "knapsack": Opt(Num()), "margin": Opt(Num()), "pruned": Opt(COUNT), "train_steps": Opt(COUNT), "rung_steps": Opt(COUNT)},
+                     "knapsack": Opt(Num()), "margin": Opt(Num()), "pruned": Opt(COUNT), "train_steps": Opt(COUNT), "rung_steps": Opt(COUNT),
+                     "trial_seeds": Opt(COUNT), "tie_rule": Opt(MapOf(AnyValue()))},
                     what="a budget's search"),
                 key=_BUDGET, key_what="a budget",
             ),

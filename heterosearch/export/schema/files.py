@@ -241,6 +241,7 @@ CONFIG = FileSchema(
                     "train_steps": Opt(Int(lo=1)),
                     "rung_steps": Opt(Int(lo=0)),
                     "val_examples": Opt(Int(lo=0)),
+                    "trial_seeds": Opt(Int(lo=1)),
                     "train_epochs": Num(),
                     "max_train_steps": Opt(Int(lo=0)),
                     "seed": Int(lo=0),
