@@ -227,7 +227,10 @@ def verify(run_dir: str | Path, seeds: int | Sequence[int] = 3, methods: str | S
 
     The ``verify`` command's work (``evidence.seeds.verify_run``): resumable, writes
     ``RUN/verify_seeds.json`` and returns its content (``summary`` holds per-split means, paired
-    differences with 95 % intervals and the seeds a 1-point difference needs). ``run_dir`` is a
+    differences with 95 % intervals and the seeds a 1-point difference needs; ``selection`` the validated
+    pick, ``evidence/selection.py``: the winner only if it beats uniform LoRA on all sites on the validation
+    split by more than the seed noise, else ``"uniform_all"``; None when that baseline is not among
+    ``methods``). ``run_dir`` is a
     folder made by ``heterosearch run`` (the CLI) with a search in it.
 
     The training settings are the command's flags: ``lr`` (the base rate), ``lr_scaling``

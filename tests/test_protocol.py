@@ -162,6 +162,7 @@ def test_frontier_searches_trains_resumes_and_reports(tmp_path: Path, monkeypatc
     gains = [doc["points"]["2688"]["winner"]["val"]["values"][s] - doc["points"]["2688"]["uniform_all"]["val"]["values"][s]
              for s in ("0", "1")]
     assert two["val"]["gains"] == pytest.approx(gains) and (two["selected"] == "winner") == (two["val"]["lower_bound"] > 0)
+    assert json.loads((out / "b2688" / "verify_seeds.json").read_text())["selection"] == two  # verify wrote the same
 
     counter.calls.clear()
     again = frontier(**kwargs)  # resumes: nothing retrained, the same numbers
