@@ -12,6 +12,10 @@ keys, ranks, normalised proxy scores, costs, budget) is stored in the study's us
 attributes, so a worker rebuilds the objective without a model and proxy scores are
 computed once per study. Finished trials are kept: a killed run resumes where it stopped.
 
+The winner is the best feasible COMPLETE trial, except under the tie rule (``tie_rule``): when
+trials record a value per seed (``--trial-seeds`` >= 2), the ``warm:uniform_all`` trial stays the
+winner unless the best beats it seed by seed by more than the noise.
+
 Storage plumbing is in ``storage.py``, the objective in ``objective.py``, trial claiming and
 liveness in ``claims.py``; this module creates studies and runs the loop every process runs.
 """
