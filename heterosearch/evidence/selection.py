@@ -43,7 +43,8 @@ def select(summary: Mapping[str, Any], metric: str, reference: str = REFERENCE,
     Returns ``selected`` (``candidate`` or ``reference``), ``why``, the validation evidence (``val``: seeds,
     gains, mean gain, lower bound) and, for the pick, its test values against the reference's (``test``:
     the differences pick - reference per seed, their mean, and the pick's mean)."""
-    from heterosearch.evidence.statistics import lower_bound, paired_interval
+    from heterosearch.evidence.statistics import paired_interval
+    from heterosearch.optimize.tie_rule import lower_bound
     from heterosearch.tasks._metrics import LOWER_IS_BETTER
 
     a, b = _values(summary, "val", metric, candidate), _values(summary, "val", metric, reference)

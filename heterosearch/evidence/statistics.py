@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from heterosearch.optimize.tie_rule import lower_bound  # noqa: F401  (the tie rules' bound, shared with the search)
+
 MIN_TEST_N = 3
 
 def _clean(x: Any) -> Any:
@@ -52,20 +54,6 @@ def paired_interval(diffs: Sequence[float] | np.ndarray, level: float = 0.95) ->
         return None
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
     return [float(d.mean() - half), float(d.mean() + half)]
-
-
-def lower_bound(gains: Sequence[float], confidence: float = 0.95) -> float | None:
-    """One-sided Student-t lower bound of the mean: mean - t_{confidence, n-1} * sd / sqrt(n) (None for n < 2).
-
-    The tie rules (``evidence/selection.py``, ``optimize/study.py``) switch away from the reference only
-    when this bound on the paired gains is above 0."""
-    from scipy import stats
-
-    d = np.asarray(gains, dtype=np.float64)
-    n = len(d)
-    if n < 2:
-        return None
-    return float(d.mean() - stats.t.ppf(confidence, n - 1) * d.std(ddof=1) / math.sqrt(n))
 
 
 def seeds_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8, cap: int = 10_000) -> int | None:

@@ -56,12 +56,14 @@ from heterosearch.optimize.storage import (
     describe,
     open_storage,
 )
+from heterosearch.optimize.tie_rule import REFERENCE_SOURCE, tie_rule
 from heterosearch.progress import say, track
 
 __all__ = [  # the names other modules use from here (storage and objective names are re-exported for them)
     "CHOICE_ATTR", "HEARTBEAT_INTERVAL", "PARAM_PREFIX", "PROBLEM_ATTR", "STUDY_NAME", "TRIALS_ATTR", "WORKER_ATTR",
     "SearchResult", "check_storage", "create_study", "default_study_name", "delete_study", "describe", "iter_trials",
-    "load_problem", "make_sampler", "open_storage", "prepare_study", "run_search", "trial_choice",
+    "load_problem", "make_sampler", "open_storage", "prepare_study", "run_search", "trial_choice", "tie_rule",
+    "REFERENCE_SOURCE",
 ]
 
 WINNER_ATTR = "heterosearch.winner_trial"  # study user attr: set when the tie rule picked another trial than best_trial
@@ -300,38 +302,6 @@ def run_search(
         storage=describe(where),
         study_name=study_name,
     )
-
-
-REFERENCE_SOURCE = "warm:uniform_all"
-
-
-def tie_rule(best: Any, trials: list[Any]) -> tuple[Any, dict[str, Any] | None]:
-    """Keep the ``warm:uniform_all`` trial unless ``best`` beats it by more than the seed noise.
-
-    Applies when both trials recorded a value per seed (``seed_values``: the train objective with
-    ``--trial-seeds`` >= 2) over at least 2 common seeds: ``best`` stays the winner only if the paired
-    gains best - reference have a one-sided 95 % t lower bound above 0 (``evidence.statistics.lower_bound``),
-    else the reference wins. Why: one seed's validation value does not separate near-equal finalists
-    (MRPC 83k: four within 0.009 loss; the pick lost 2.1 test points to uniform LoRA on all sites), and
-    uniform LoRA on all sites is what a user already has. Returns (winner, the evidence or None)."""
-    from heterosearch.evidence.statistics import lower_bound
-    from heterosearch.optimize.train_objective import SEED_VALUES_ATTR
-
-    refs = [t for t in trials if t.user_attrs.get(SOURCE_ATTR) == REFERENCE_SOURCE]
-    if not refs or refs[0].number == best.number:
-        return best, None
-    ref = refs[0]
-    a, b = best.user_attrs.get(SEED_VALUES_ATTR) or {}, ref.user_attrs.get(SEED_VALUES_ATTR) or {}
-    seeds = sorted(set(a) & set(b), key=int)
-    if len(seeds) < 2:
-        return best, None
-    gains = [float(a[s]) - float(b[s]) for s in seeds]
-    bound = lower_bound(gains)
-    kept = bound is None or bound <= 0
-    evidence = {"best_trial": best.number, "reference_trial": ref.number, "reference": REFERENCE_SOURCE,
-                "seeds": [int(s) for s in seeds], "gains": gains, "mean_gain": sum(gains) / len(gains),
-                "lower_bound": bound, "kept_reference": kept}
-    return (ref if kept else best), evidence
 
 
 def _same_active(problem: Any, a: dict[str, Any], b: dict[str, Any]) -> bool:
