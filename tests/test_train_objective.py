@@ -162,6 +162,7 @@ def test_trial_seeds_average_seeds_and_the_winner_must_beat_uniform_all_seed_by_
         assert list(t.intermediate_values) == [STEPS] and t.intermediate_values[STEPS] == pytest.approx(t.value)
     assert any(t.user_attrs["seed_values"]["0"] != t.user_attrs["seed_values"]["1"] for t in trials)  # seeds differ
     best = max(trials, key=lambda t: (t.value, -t.number))
+    assert s["optuna_best_trial"] == best.number == study.best_trial.number  # what optuna-dashboard shows as best
     ref = next(t for t in trials if t.user_attrs["source"] == "warm:uniform_all")
     if best.number == ref.number:
         assert "tie_rule" not in s["train"] and s["winner_trial"] == ref.number

@@ -140,7 +140,9 @@ def stage_search(run: Run, scores: Any) -> tuple[Allocation, dict[str, Any]]:
         "shortlist": [{**p.to_dict(), "allocation": decode(p.choice, run.space, run.sites).to_dict()} for p in picks],
         "winner_source": source,
         "winner_trial": None if use_exact else result.best_number,
-        "optuna_best_trial": result.best_number,  # the study's best trial (its params are what it evaluated)
+        # the study's best trial (its params are what it evaluated); under the tie rule Optuna's best_trial, which
+        # may not be the winner
+        "optuna_best_trial": (result.tie_rule or {}).get("best_trial", result.best_number),
         "optuna_allocation": decode(result.best_choice, run.space, run.sites).to_dict() if result.best_choice else {},
         "enqueued_baseline": {"roles": list(roles), "rank": enq_rank},
         "study": STUDY_FILE if run.cfg.storage is None else result.storage,
