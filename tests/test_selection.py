@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from heterosearch.evidence.selection import describe_selection, select
-from heterosearch.evidence.statistics import lower_bound, summarize
+from heterosearch.evidence.statistics import summarize
+from heterosearch.optimize.tie_rule import lower_bound
 
 
 def _runs(val: dict[str, list[float]], test: dict[str, list[float]], metric: str = "accuracy") -> dict[str, Any]:

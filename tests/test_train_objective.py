@@ -148,7 +148,7 @@ def test_trial_seeds_average_seeds_and_the_winner_must_beat_uniform_all_seed_by_
 
     import optuna
 
-    from heterosearch.evidence.statistics import lower_bound
+    from heterosearch.optimize.tie_rule import lower_bound
 
     run_dir = tmp_path / "run"
     shutil.copytree(scored, run_dir)

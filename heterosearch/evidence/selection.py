@@ -30,6 +30,13 @@ RULE = ("the winner if its paired gain over uniform_all on the validation split 
         "bound above 0 (n >= 2 seeds); else uniform_all")
 
 
+def _units(metric: str) -> tuple[float, int, str]:
+    """(scale, digits, unit) a difference of ``metric`` is shown in: points for a fraction, a loss in its own units."""
+    from heterosearch.tasks._metrics import LOWER_IS_BETTER
+
+    return (1, 3, "") if metric in LOWER_IS_BETTER else (100, 1, " points")
+
+
 def _values(summary: Mapping[str, Any], split: str, metric: str, method: str) -> dict[str, float]:
     block = ((summary.get(split) or {}).get(metric) or {}).get("methods", {}).get(method) or {}
     return {str(s): float(v) for s, v in (block.get("values") or {}).items() if v is not None}
@@ -56,7 +63,7 @@ def select(summary: Mapping[str, Any], metric: str, reference: str = REFERENCE,
     bound = lower_bound(gains)
     mean = sum(gains) / len(gains)
     picked = bound is not None and bound > 0
-    k, digits, unit = (1, 3, "") if metric in LOWER_IS_BETTER else (100, 1, " points")
+    k, digits, unit = _units(metric)
     if bound is None:
         why = f"{len(seeds)} seed: no estimate of the seed noise, so the reference is kept"
     elif picked:
@@ -84,9 +91,7 @@ def select(summary: Mapping[str, Any], metric: str, reference: str = REFERENCE,
 
 def describe_selection(sel: Mapping[str, Any]) -> str:
     """One line: what was picked and why, and the pick's test margin over the reference (points, or loss units)."""
-    from heterosearch.tasks._metrics import LOWER_IS_BETTER
-
-    k, digits = (1, 3) if sel["metric"] in LOWER_IS_BETTER else (100, 1)
+    k, digits, _ = _units(sel["metric"])
     line = f"validated pick: {sel['selected']} ({sel['why']})"
     t = sel.get("test")
     if t and sel["selected"] != sel["reference"]:

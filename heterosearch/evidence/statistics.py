@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from heterosearch.optimize.tie_rule import lower_bound  # noqa: F401  (the tie rules' bound, shared with the search)
-
 MIN_TEST_N = 3
 
 def _clean(x: Any) -> Any:
