@@ -391,6 +391,33 @@ def test_all_kinds_base_is_valid() -> None:
     assert sorted(space.kinds) == ["bank", "lora", "mos", "shortcut"]
 
 
+def test_kind_roles_must_be_adapted_sites() -> None:
+    """A pool or bank on a role the lora section does not adapt would be dropped silently at run time."""
+    data = _valid_all_kinds()
+    data["kinds"]["mos"]["roles"] = ["v", "ffn_in", "o"]
+    msg = _error(data)
+    assert "kinds.mos.roles: ffn_in, o not in kinds.lora.roles (q, v)" in msg
+    data = _valid_all_kinds()
+    data["kinds"]["bank"]["roles"] = ["k"]
+    assert "kinds.bank.roles: k not in kinds.lora.roles" in _error(data)
+    # fused either way round names the same site (models/roles.py resolves it against the model)
+    data = _valid_all_kinds()
+    data["kinds"]["lora"]["roles"] = ["qkv"]
+    data["kinds"]["bank"]["roles"] = ["q", "k"]
+    data["kinds"]["mos"]["roles"] = ["v"]
+    assert SearchSpace.from_dict(data).kinds["bank"].roles == ("q", "k")
+    data["kinds"]["lora"]["roles"] = ["q", "v"]
+    data["kinds"]["mos"]["roles"] = ["qkv"]
+    data["kinds"]["bank"]["roles"] = ["q"]
+    assert SearchSpace.from_dict(data).kinds["mos"].roles == ("qkv",)
+
+
+def test_lora_section_is_required() -> None:
+    data = _valid_all_kinds()
+    del data["kinds"]["lora"]
+    assert "kinds: needs a 'lora' section" in _error(data)
+
+
 @FAST
 @given(
     where=st.sampled_from(sorted(ALLOWED)),

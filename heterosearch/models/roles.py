@@ -18,9 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from heterosearch.errors import UserError
-
-#: fused role -> the roles it stands for.
-FUSED: dict[str, tuple[str, ...]] = {"qkv": ("q", "k", "v"), "ffn_gate_up": ("ffn_gate", "ffn_in")}
+from heterosearch.space.fields import FUSED  # fused role -> the roles it stands for (torch-free, for space checks)
 
 
 def _roles_in_order(sites: Iterable[Any]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from heterosearch.errors import UserError
 from heterosearch.space.calibration import CalibrationSpec
-from heterosearch.space.fields import KNOWN_ROLES, Where
+from heterosearch.space.fields import KNOWN_ROLES, Where, role_covered
 from heterosearch.space.kinds import SECTIONS
 
 __all__ = ["KIND_SECTIONS", "KNOWN_ROLES", "BaselineSpec", "SearchSpace", "available_spaces", "load_space", "spaces_dir"]
@@ -111,6 +111,7 @@ class SearchSpace:
         if not kinds_raw:
             raise where.fail("kinds", "needs at least one adapter kind")
         kinds = {k: KIND_SECTIONS[k].from_dict(v, where, f"kinds.{k}") for k, v in kinds_raw.items()}  # type: ignore[attr-defined]
+        _check_adapted_roles(kinds, where)
         baseline = BaselineSpec.from_dict(data["baseline"], where, "baseline") if "baseline" in data else BaselineSpec()
         site_roles = where.role_patterns("roles", data["roles"]) if "roles" in data else {}
         calibration = CalibrationSpec.from_dict(data["calibration"] or {}, where, "calibration") if "calibration" in data else None
@@ -161,6 +162,24 @@ def _no_alias_loader() -> Any:
             return super().compose_node(parent, index)
 
     return NoAliasLoader
+
+
+def _check_adapted_roles(kinds: dict[str, Any], where: Where) -> None:
+    """Every kind acts on the sites ``kinds.lora.roles`` names (pipeline/inputs.py ``sites``).
+
+    A bank or pool on a role outside them would be dropped without a word (a space with MoS on
+    all six roles and LoRA on q alone searched MoS on q only), so it is an error here instead.
+    The baseline's roles are checked where a baseline is planned (pipeline/budget.py).
+    """
+    if "lora" not in kinds:
+        raise where.fail("kinds", "needs a 'lora' section: its roles name the sites the space adapts "
+                                  "(ranks [0, 1] keeps per-site LoRA small)")
+    adapted = tuple(kinds["lora"].roles)
+    for path, roles in [(f"kinds.{k}.roles", getattr(sec, "roles", ())) for k, sec in kinds.items() if k != "lora"]:
+        outside = [r for r in roles if not role_covered(r, adapted)]
+        if outside:
+            raise where.fail(path, f"{', '.join(outside)} not in kinds.lora.roles ({', '.join(adapted)}), "
+                                   "the sites the space adapts: add them there")
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:

@@ -13,6 +13,17 @@ from heterosearch.errors import UserError
 
 # Same as models.sites.ROLES (kept here so space/ stays torch-free; a test ties them).
 KNOWN_ROLES = ("q", "k", "v", "qkv", "o", "ffn_gate", "ffn_in", "ffn_out", "ffn_gate_up")
+#: fused role -> the roles it stands for (models/roles.py resolves them against a model's sites)
+FUSED: dict[str, tuple[str, ...]] = {"qkv": ("q", "k", "v"), "ffn_gate_up": ("ffn_gate", "ffn_in")}
+
+
+def role_covered(role: str, by: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``role`` names a site that roles ``by`` adapt, fused or split either way (qkv vs q, k, v)."""
+    if role in by:
+        return True
+    if role in FUSED:
+        return any(part in by for part in FUSED[role])
+    return any(role in parts and fused in by for fused, parts in FUSED.items())
 
 
 class Where:
