@@ -207,7 +207,7 @@ class FakeTrial:
 
 
 def test_tie_rule_switches_only_above_the_noise() -> None:
-    from heterosearch.optimize.study import tie_rule
+    from heterosearch.optimize.tie_rule import tie_rule
 
     ref = FakeTrial(2, "warm:uniform_all", {"0": -0.50, "1": -0.52, "2": -0.51})
     clear = FakeTrial(5, seed_values={"0": -0.45, "1": -0.46, "2": -0.44})  # gains 0.05-0.07 on every seed

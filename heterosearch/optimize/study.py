@@ -56,14 +56,13 @@ from heterosearch.optimize.storage import (
     describe,
     open_storage,
 )
-from heterosearch.optimize.tie_rule import REFERENCE_SOURCE, tie_rule
+from heterosearch.optimize.tie_rule import tie_rule
 from heterosearch.progress import say, track
 
 __all__ = [  # the names other modules use from here (storage and objective names are re-exported for them)
     "CHOICE_ATTR", "HEARTBEAT_INTERVAL", "PARAM_PREFIX", "PROBLEM_ATTR", "STUDY_NAME", "TRIALS_ATTR", "WORKER_ATTR",
     "SearchResult", "check_storage", "create_study", "default_study_name", "delete_study", "describe", "iter_trials",
-    "load_problem", "make_sampler", "open_storage", "prepare_study", "run_search", "trial_choice", "tie_rule",
-    "REFERENCE_SOURCE",
+    "load_problem", "make_sampler", "open_storage", "prepare_study", "run_search", "trial_choice",
 ]
 
 WINNER_ATTR = "heterosearch.winner_trial"  # study user attr: set when the tie rule picked another trial than best_trial

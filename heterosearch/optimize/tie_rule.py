@@ -17,7 +17,7 @@ from heterosearch.optimize.objective import SOURCE_ATTR
 def lower_bound(gains: Sequence[float], confidence: float = 0.95) -> float | None:
     """One-sided Student-t lower bound of the mean: mean - t_{confidence, n-1} * sd / sqrt(n) (None for n < 2).
 
-    The tie rules (``evidence/selection.py``, ``optimize/study.py``) switch away from the reference only
+    The tie rules (``tie_rule`` below, ``evidence/selection.py``) switch away from the reference only
     when this bound on the paired gains is above 0."""
     from scipy import stats
 
